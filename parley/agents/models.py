@@ -1,0 +1,108 @@
+"""Scenarios, agents and their versioned prompts."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class Scenario(models.Model):
+    """An enterprise domain an agent serves (hospital, HR, orders) with its policy text."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    domain = models.CharField(max_length=50, help_text="Tool domain module, e.g. 'hospital'.")
+    policy = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Agent(models.Model):
+    """A configured voice agent: scenario, LLM pool, voice and turn-taking settings."""
+
+    class STTProvider(models.TextChoices):
+        POCKETSPHINX = "pocketsphinx", "Offline (PocketSphinx)"
+
+    class TTSProvider(models.TextChoices):
+        ESPEAK = "espeak-ng", "Offline (eSpeak NG)"
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="agents")
+    model_pool = models.ForeignKey(
+        "fleet.ModelPool", on_delete=models.PROTECT, related_name="agents"
+    )
+    tools = models.ManyToManyField(
+        "tools.ToolSchema", blank=True, help_text="Tools of the scenario this agent may call."
+    )
+    greeting = models.CharField(max_length=300, blank=True)
+    published = models.BooleanField(default=False)
+
+    # Voice
+    stt_provider = models.CharField(
+        max_length=30, choices=STTProvider.choices, default=STTProvider.POCKETSPHINX
+    )
+    tts_provider = models.CharField(
+        max_length=30, choices=TTSProvider.choices, default=TTSProvider.ESPEAK
+    )
+    tts_voice = models.CharField(max_length=100, default="en-us")
+    tts_rate_wpm = models.PositiveIntegerField(
+        default=175, validators=[MinValueValidator(80), MaxValueValidator(400)]
+    )
+
+    # Turn-taking (defaults: see parley.agents.voice.vad.VADSettings)
+    vad_threshold = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.05), MaxValueValidator(0.95)]
+    )
+    min_speech_ms = models.PositiveIntegerField(
+        default=250, validators=[MinValueValidator(32), MaxValueValidator(2000)]
+    )
+    endpointing_ms = models.PositiveIntegerField(
+        default=500,
+        validators=[MinValueValidator(100), MaxValueValidator(5000)],
+        help_text="Silence after speech that ends the caller's turn (ms).",
+    )
+    pre_roll_ms = models.PositiveIntegerField(
+        default=300, validators=[MaxValueValidator(2000)]
+    )
+    max_utterance_ms = models.PositiveIntegerField(
+        default=30_000, validators=[MinValueValidator(1000), MaxValueValidator(120_000)]
+    )
+    max_tool_steps = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Most LLM calls with tools per caller turn.",
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PromptVersion(models.Model):
+    """One version of an agent's system prompt; exactly one is active per agent."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="prompts")
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    active = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["agent", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "version"], name="prompt_version_unique"),
+            models.UniqueConstraint(
+                fields=["agent"], condition=models.Q(active=True), name="one_active_prompt"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent.slug} v{self.version}"

@@ -1,0 +1,104 @@
+"""Writes for the agents app: scenarios, agents, prompt versions."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Max
+
+from parley.agents.models import Agent, PromptVersion, Scenario
+from parley.platform.errors import ApplicationError
+from parley.platform.fleet.models import ModelPool
+from parley.tools.models import ToolSchema
+from parley.tools.registry import scenario_tools
+
+#: Scenario domains shipped with Parley: slug → (display name, policy file inside the domain).
+SCENARIO_DOMAINS = {"hospital": "Hospital"}
+
+
+@transaction.atomic
+def scenario_install(*, slug: str) -> Scenario:
+    """Create or update a scenario, its tool schemas from the registry, and seed its data.
+
+    Raises ``ApplicationError`` for a domain Parley does not ship.
+    """
+    if slug not in SCENARIO_DOMAINS:
+        raise ApplicationError(
+            f"unknown scenario {slug!r}; available: {', '.join(sorted(SCENARIO_DOMAINS))}"
+        )
+    from importlib import import_module
+    from pathlib import Path
+
+    domain = import_module(f"parley.tools.{slug}")
+    policy_path = Path(domain.__file__).parent / "policy.md"
+    policy = policy_path.read_text(encoding="utf-8") if policy_path.exists() else ""
+    scenario, _ = Scenario.objects.update_or_create(
+        slug=slug, defaults={"name": SCENARIO_DOMAINS[slug], "domain": slug, "policy": policy}
+    )
+    for spec in scenario_tools(scenario=slug).values():
+        ToolSchema.objects.update_or_create(
+            scenario=scenario,
+            name=spec.name,
+            defaults={
+                "description": spec.description,
+                "parameters": spec.parameters,
+                "side_effecting": spec.side_effecting,
+            },
+        )
+    seed = import_module(f"parley.tools.{slug}.seed")
+    getattr(seed, f"{slug}_seed_load")()
+    return scenario
+
+
+@transaction.atomic
+def model_pool_simulator_ensure(*, slug: str = "simulator") -> ModelPool:
+    """The built-in LLM simulator pool (the embedded default)."""
+    pool, _ = ModelPool.objects.get_or_create(
+        slug=slug,
+        defaults={
+            "name": "LLM simulator (built in, not a real model)",
+            "kind": ModelPool.Kind.SIMULATOR,
+            "model": "parley-simulator",
+        },
+    )
+    return pool
+
+
+@transaction.atomic
+def prompt_version_create(
+    *, agent: Agent, text: str, created_by: AbstractBaseUser | None = None, activate: bool = True
+) -> PromptVersion:
+    """Add the next prompt version; with ``activate`` it becomes the only active one."""
+    current = agent.prompts.aggregate(v=Max("version"))["v"] or 0
+    if activate:
+        agent.prompts.filter(active=True).update(active=False)
+    return PromptVersion.objects.create(
+        agent=agent, version=current + 1, text=text, active=activate, created_by=created_by
+    )
+
+
+@transaction.atomic
+def agent_create(
+    *,
+    slug: str,
+    name: str,
+    scenario: Scenario,
+    model_pool: ModelPool,
+    prompt: str,
+    greeting: str = "",
+    published: bool = True,
+) -> Agent:
+    """Create an agent granted all of its scenario's tools, with prompt version 1 active."""
+    if Agent.objects.filter(slug=slug).exists():
+        raise ApplicationError(f"an agent named {slug!r} already exists")
+    agent = Agent.objects.create(
+        slug=slug,
+        name=name,
+        scenario=scenario,
+        model_pool=model_pool,
+        greeting=greeting,
+        published=published,
+    )
+    agent.tools.set(scenario.tool_schemas.all())
+    prompt_version_create(agent=agent, text=prompt)
+    return agent

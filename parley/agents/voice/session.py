@@ -1,0 +1,648 @@
+"""CallSession: one call's realtime loop, VAD → STT → LLM (+ tools) → chunker → TTS.
+
+The session owns no transport and builds none of its providers: the Channels consumer (or a
+test harness) constructs VAD, STT, LLM, TTS, the tool runner and the event/audio sinks and
+injects them. It imports nothing from Django.
+
+Turn life cycle (turn ``n`` = the caller's n-th utterance; turn 0 is the greeting)::
+
+    vad.speech_start ─► turn.started ─► transcript.partial* ─► vad.speech_end
+      ─► (STT finalize) transcript.final ─► agent.text* / tool.call / tool.result
+      ─► agent.speaking ─► agent.done ─► turn.metrics ─► turn.ended
+
+Barge-in: a ``vad.speech_start`` while a reply is being generated or spoken cancels the
+reply task (LLM stream, TTS and audio pacing stop at once), emits ``interrupted`` with the
+text the caller actually heard, and keeps only that text in the LLM history.
+
+Latency (per turn, ms, all from the end of the caller's speech unless noted — see
+``Turn`` in ``parley.conversations.models``): endpointing, STT final, LLM TTFT and first
+chunk (from the LLM request), TTS TTFB (from the TTS request) and TTFA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from parley.agents.voice.chunker import SentenceChunker
+from parley.agents.voice.llm.base import LLM, LLMError
+from parley.agents.voice.messages import (
+    BYTES_PER_SAMPLE,
+    LLMDone,
+    SessionEvent,
+    TextDelta,
+    ToolCallRequest,
+    ToolResult,
+    Transcript,
+    VADEvent,
+)
+from parley.agents.voice.stt.base import STT, STTError, STTStream
+from parley.agents.voice.tts.base import TTS, TTSError
+from parley.agents.voice.vad import StreamingVAD
+
+logger = logging.getLogger(__name__)
+
+#: Spoken when the LLM fails or the tool-step cap is hit, so the caller is never left in silence.
+FALLBACK_REPLY = "Sorry, I'm having trouble with that right now. Could you say it again?"
+STEP_CAP_REPLY = "Sorry, that is taking me too many steps. Could you put it another way?"
+
+
+class EventSink(Protocol):
+    """Receives every JSON event in order (the consumer sends and persists them)."""
+
+    async def emit(self, event: SessionEvent) -> None: ...
+
+
+class AudioSink(Protocol):
+    """Receives agent audio: PCM16 mono at the TTS sample rate, one frame per call."""
+
+    async def send_audio(self, pcm16: bytes) -> None: ...
+
+
+class ToolRunner(Protocol):
+    """Runs one tool call and returns what the LLM reads back. Must not raise for bad calls."""
+
+    async def run(self, *, turn: int, call: ToolCallRequest) -> ToolResult: ...
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Per-call options. Times in ms.
+
+    ``audio_lead_ms``: how far agent audio is sent ahead of real time; the widget's jitter
+    buffer holds it, and it bounds how much already-sent audio a barge-in discards.
+    """
+
+    system_prompt: str = ""
+    tools: tuple[dict[str, Any], ...] = ()
+    greeting: str = ""
+    max_tool_steps: int = 5
+    stt_final_timeout_ms: int = 3_000
+    audio_lead_ms: int = 120
+    frame_ms: int = 20
+
+
+@dataclass
+class TurnState:
+    """Mutable bookkeeping of one turn (owned by the session's tasks)."""
+
+    index: int
+    started_at: float
+    speech_start_audio_ms: float | None = None
+    speech_end_at: float | None = None
+    speech_ms: float | None = None
+    end_decided_at: float | None = None
+    user_text: str = ""
+    agent_text: str = ""
+    spoken_text: str = ""
+    status: str = "listening"
+    error: str = ""
+    llm_steps: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    agent_audio_ms: float = 0.0
+    finals: list[str] = field(default_factory=list)
+    final_event: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
+
+
+@dataclass
+class _Segment:
+    """One chunk of agent text and the audio sent for it, for barge-in accounting."""
+
+    text: str
+    bytes_sent: int = 0
+    bytes_total: int | None = None  # known when synthesis of the chunk finished
+    first_play_at: float | None = None
+    last_play_end: float | None = None
+
+
+class CallSession:
+    """The realtime loop of one call. Create, ``await start()``, feed ``push_audio``, ``aclose``.
+
+    All tasks it creates are kept in ``self._tasks`` and cancelled by :meth:`aclose`.
+    Methods are called from one event loop; ``push_audio`` must be awaited in frame order.
+    """
+
+    def __init__(
+        self,
+        *,
+        vad: StreamingVAD,
+        stt: STT,
+        llm: LLM,
+        tts: TTS,
+        tools: ToolRunner,
+        events: EventSink,
+        audio: AudioSink,
+        settings: SessionSettings,
+        history: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.vad = vad
+        self.stt = stt
+        self.llm = llm
+        self.tts = tts
+        self.tools = tools
+        self.events = events
+        self.audio = audio
+        self.settings = settings
+        self.history: list[dict[str, Any]] = list(history or [])
+        if settings.system_prompt and not self.history:
+            self.history.append({"role": "system", "content": settings.system_prompt})
+        self._t0 = time.monotonic()
+        self._stt_stream: STTStream | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._turn_counter = 0
+        self._listening: TurnState | None = None  # turn whose caller speech is in progress
+        self._responding: TurnState | None = None  # turn whose reply is being produced
+        self._reply_task: asyncio.Task[None] | None = None
+        self._segments: list[_Segment] = []
+        self._closed = False
+        self._emit_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Open the STT stream, announce the session and speak the greeting (turn 0)."""
+        self._stt_stream = await self.stt.open_stream()
+        self._spawn(self._read_transcripts(self._stt_stream), name="stt-reader")
+        await self._emit(
+            "session.started",
+            0,
+            input={"encoding": "pcm_s16le", "sample_rate_hz": 16_000, "channels": 1},
+            output={
+                "encoding": "pcm_s16le",
+                "sample_rate_hz": self.tts.sample_rate_hz,
+                "channels": 1,
+            },
+            providers={"stt": self.stt.name, "llm": self.llm.name, "tts": self.tts.name},
+            greeting=bool(self.settings.greeting),
+        )
+        if self.settings.greeting:
+            turn = TurnState(index=0, started_at=time.monotonic())
+            await self._emit("turn.started", 0, role="agent")
+            self._start_reply(turn, greeting=self.settings.greeting)
+
+    async def aclose(self, *, reason: str = "hangup") -> None:
+        """End the call: cancel every task, close providers, emit ``call.ended``. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reply_task is not None and not self._reply_task.done():
+            await self._interrupt(reason="hangup")
+        if self._listening is not None and not self._listening.ended:
+            self._listening.status = "completed" if self._listening.user_text else "abandoned"
+            await self._end_turn(self._listening)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for closer in (self._close_stt, self.llm.aclose, self.tts.aclose):
+            try:
+                await closer()
+            except Exception:  # closing must never mask the hang-up
+                logger.exception("error while closing a provider")
+        await self._emit("call.ended", self._turn_counter, reason=reason)
+
+    async def _close_stt(self) -> None:
+        if self._stt_stream is not None:
+            await self._stt_stream.aclose()
+
+    def _spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("session task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ------------------------------------------------------------------ input path
+
+    async def push_audio(self, pcm16: bytes) -> None:
+        """Feed one caller frame (PCM16 mono 16 kHz). Raises ValueError on odd byte counts."""
+        if self._closed:
+            return
+        if len(pcm16) % BYTES_PER_SAMPLE:
+            raise ValueError(f"odd frame length {len(pcm16)} bytes: PCM16 needs whole samples")
+        at = time.monotonic()
+        assert self._stt_stream is not None, "start() first"
+        await self._stt_stream.push_audio(pcm16)
+        for event in await self.vad.push(pcm16, at=at):
+            await self._on_vad(event)
+
+    async def _on_vad(self, event: VADEvent) -> None:
+        if event.kind == "speech_start":
+            if self._reply_task is not None and not self._reply_task.done():
+                await self._interrupt(reason="barge_in")
+            self._turn_counter += 1
+            turn = TurnState(
+                index=self._turn_counter,
+                started_at=event.at,
+                speech_start_audio_ms=event.audio_ms,
+            )
+            self._listening = turn
+            await self._emit("turn.started", turn.index, role="caller")
+            await self._emit(
+                "vad.speech_start",
+                turn.index,
+                audio_ms=round(event.audio_ms, 1),
+                probability=round(event.probability, 3),
+            )
+            assert self._stt_stream is not None
+            await self._stt_stream.speech_started(audio_ms=event.audio_ms)
+            return
+
+        turn = self._listening
+        if turn is None:  # an end without a start (VAD reset): nothing to close
+            return
+        # The speech ended `lag` ms of audio before the window that confirmed it arrived;
+        # audio arrives in real time, so the wall time of the end is `at - lag`.
+        lag_ms = max(0.0, self.vad.audio_ms - event.audio_ms)
+        turn.speech_end_at = event.at - lag_ms / 1000
+        turn.end_decided_at = time.monotonic()
+        if turn.speech_start_audio_ms is not None:
+            turn.speech_ms = event.audio_ms - turn.speech_start_audio_ms
+        turn.metrics["endpointing_ms"] = (turn.end_decided_at - turn.speech_end_at) * 1000
+        await self._emit(
+            "vad.speech_end",
+            turn.index,
+            audio_ms=round(event.audio_ms, 1),
+            speech_ms=round(turn.speech_ms or 0.0, 1),
+            forced=event.forced,
+        )
+        self._listening = None
+        assert self._stt_stream is not None
+        await self._stt_stream.finalize()
+        self._start_reply(turn)
+
+    async def _read_transcripts(self, stream: STTStream) -> None:
+        try:
+            async for transcript in stream:
+                await self._on_transcript(transcript)
+        except STTError as exc:
+            await self._emit(
+                "error", self._turn_counter, code="stt_error", message=str(exc), fatal=False
+            )
+
+    async def _on_transcript(self, transcript: Transcript) -> None:
+        # A final completes the turn waiting for it (its end of speech has passed). A final that
+        # arrives while a turn is still listening (the engine's own endpointing, or the words of
+        # a turn the caller talked over) is kept and merged into that turn's text.
+        responding = self._responding
+        waiting = responding if responding is not None and responding.status == "stt" else None
+        turn = waiting or self._listening
+        if turn is None:
+            return
+        if not transcript.is_final:
+            if transcript.text:
+                await self._emit("transcript.partial", turn.index, text=transcript.text)
+            return
+        if transcript.text:
+            turn.finals.append(transcript.text)
+        if turn is waiting:
+            turn.final_event.set()
+
+    # ------------------------------------------------------------------ reply path
+
+    def _start_reply(self, turn: TurnState, *, greeting: str | None = None) -> None:
+        turn.status = "stt" if greeting is None else "responding"
+        self._responding = turn
+        self._segments = []
+        self._reply_task = self._spawn(self._reply(turn, greeting), name=f"reply-{turn.index}")
+
+    async def _reply(self, turn: TurnState, greeting: str | None) -> None:
+        if greeting is not None:
+            speech_queue: asyncio.Queue[str | None] = asyncio.Queue()
+            speaker = self._spawn(self._speak(turn, speech_queue), name=f"speak-{turn.index}")
+            turn.agent_text = greeting
+            await self._emit("agent.text", turn.index, text=greeting)
+            speech_queue.put_nowait(greeting)
+            speech_queue.put_nowait(None)
+            await speaker
+            self.history.append({"role": "assistant", "content": turn.spoken_text})
+            turn.status = "completed"
+            await self._finish_reply(turn)
+            return
+
+        await self._await_final(turn)
+        turn.status = "responding"
+        if not turn.user_text:
+            # Noise or a word the engine could not make out: nothing to answer.
+            turn.status = "completed"
+            await self._finish_reply(turn)
+            return
+        self.history.append({"role": "user", "content": turn.user_text})
+
+        speech_queue = asyncio.Queue()
+        speaker = self._spawn(self._speak(turn, speech_queue), name=f"speak-{turn.index}")
+        try:
+            await self._agent_loop(turn, speech_queue)
+        finally:
+            speech_queue.put_nowait(None)
+        await speaker
+        if turn.agent_text:
+            self.history.append({"role": "assistant", "content": turn.spoken_text})
+        if turn.status == "responding":
+            turn.status = "completed"
+        await self._finish_reply(turn)
+
+    async def _await_final(self, turn: TurnState) -> None:
+        timeout_s = self.settings.stt_final_timeout_ms / 1000
+        try:
+            await asyncio.wait_for(turn.final_event.wait(), timeout=timeout_s)
+        except TimeoutError:
+            await self._emit(
+                "error",
+                turn.index,
+                code="stt_timeout",
+                message=f"no final transcript within {self.settings.stt_final_timeout_ms} ms",
+                fatal=False,
+            )
+        turn.user_text = " ".join(t.strip() for t in turn.finals if t.strip())
+        now = time.monotonic()
+        if turn.speech_end_at is not None:
+            turn.metrics["stt_final_ms"] = (now - turn.speech_end_at) * 1000
+        await self._emit(
+            "transcript.final",
+            turn.index,
+            text=turn.user_text,
+            stt_final_ms=_round(turn.metrics.get("stt_final_ms")),
+        )
+
+    async def _agent_loop(self, turn: TurnState, speech_queue: asyncio.Queue[str | None]) -> None:
+        tools = list(self.settings.tools) or None
+        for step in range(self.settings.max_tool_steps):
+            turn.llm_steps = step + 1
+            chunker = SentenceChunker()
+            step_text: list[str] = []
+            done: LLMDone | None = None
+            requested_at = time.monotonic()
+            try:
+                async for chunk in self.llm.stream(messages=self.history, tools=tools):
+                    if isinstance(chunk, TextDelta):
+                        if "llm_ttft_ms" not in turn.metrics:
+                            turn.metrics["llm_ttft_ms"] = (time.monotonic() - requested_at) * 1000
+                        step_text.append(chunk.text)
+                        for sentence in chunker.push(chunk.text):
+                            await self._queue_sentence(turn, sentence, speech_queue, requested_at)
+                    else:
+                        done = chunk
+            except LLMError as exc:
+                turn.status = "error"
+                turn.error = f"llm: {exc}"
+                await self._emit("error", turn.index, code="llm_error", message=str(exc), fatal=False)
+                for sentence in chunker.flush():
+                    await self._queue_sentence(turn, sentence, speech_queue, requested_at)
+                if not turn.agent_text:
+                    await self._queue_sentence(turn, FALLBACK_REPLY, speech_queue, requested_at)
+                return
+            for sentence in chunker.flush():
+                await self._queue_sentence(turn, sentence, speech_queue, requested_at)
+            if done is None or not done.tool_calls:
+                return
+            if "llm_ttft_ms" not in turn.metrics:
+                # A tool-call-only response: its first token is the first tool-call delta.
+                turn.metrics["llm_ttft_ms"] = (time.monotonic() - requested_at) * 1000
+            await self._run_tools(turn, "".join(step_text), done.tool_calls)
+        await self._emit(
+            "error",
+            turn.index,
+            code="tool_step_cap",
+            message=f"stopped after {self.settings.max_tool_steps} LLM steps with tool calls",
+            fatal=False,
+        )
+        await self._queue_sentence(turn, STEP_CAP_REPLY, speech_queue, time.monotonic())
+
+    async def _run_tools(
+        self, turn: TurnState, text: str, calls: tuple[ToolCallRequest, ...]
+    ) -> None:
+        self.history.append(
+            {
+                "role": "assistant",
+                "content": text or None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }
+                    for call in calls
+                ],
+            }
+        )
+        for call in calls:
+            await self._emit(
+                "tool.call",
+                turn.index,
+                id=call.id,
+                name=call.name,
+                arguments=_maybe_json(call.arguments),
+            )
+            result = await self.tools.run(turn=turn.index, call=call)
+            await self._emit(
+                "tool.result",
+                turn.index,
+                id=call.id,
+                name=call.name,
+                ok=result.ok,
+                result=result.content,
+                duration_ms=round(result.duration_ms, 1),
+            )
+            self.history.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+
+    async def _queue_sentence(
+        self,
+        turn: TurnState,
+        sentence: str,
+        speech_queue: asyncio.Queue[str | None],
+        requested_at: float,
+    ) -> None:
+        if "first_chunk_ms" not in turn.metrics:
+            turn.metrics["first_chunk_ms"] = (time.monotonic() - requested_at) * 1000
+        turn.agent_text = f"{turn.agent_text} {sentence}".strip()
+        await self._emit("agent.text", turn.index, text=sentence)
+        speech_queue.put_nowait(sentence)
+
+    async def _speak(self, turn: TurnState, speech_queue: asyncio.Queue[str | None]) -> None:
+        """Synthesize queued sentences in order and send their audio paced in real time."""
+        rate = self.tts.sample_rate_hz
+        frame_bytes = rate * self.settings.frame_ms // 1000 * BYTES_PER_SAMPLE
+        frame_s = self.settings.frame_ms / 1000
+        lead_s = self.settings.audio_lead_ms / 1000
+        play_at = 0.0  # when the next frame starts playing at the caller
+        pending = b""
+        speaking = False
+        while (sentence := await speech_queue.get()) is not None:
+            segment = _Segment(text=sentence)
+            self._segments.append(segment)
+            requested_at = time.monotonic()
+            first = True
+            produced = 0
+            try:
+                async for pcm in self.tts.synthesize(sentence):
+                    if first:
+                        first = False
+                        turn.metrics.setdefault(
+                            "tts_ttfb_ms", (time.monotonic() - requested_at) * 1000
+                        )
+                    produced += len(pcm)
+                    pending += pcm
+                    while len(pending) >= frame_bytes:
+                        frame, pending = pending[:frame_bytes], pending[frame_bytes:]
+                        play_at, speaking = await self._send_frame(
+                            turn, segment, frame, play_at, speaking, frame_s, lead_s
+                        )
+            except TTSError as exc:
+                turn.error = f"tts: {exc}"
+                await self._emit("error", turn.index, code="tts_error", message=str(exc), fatal=False)
+                continue
+            if pending:  # the sentence's tail, padded to a whole frame with silence
+                frame = pending + bytes(frame_bytes - len(pending))
+                pending = b""
+                play_at, speaking = await self._send_frame(
+                    turn, segment, frame, play_at, speaking, frame_s, lead_s
+                )
+            segment.bytes_total = produced
+        # Wait until the caller has heard the last frame: barge-in stays possible till then.
+        remaining = play_at - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        turn.spoken_text = " ".join(s.text for s in self._segments if s.bytes_sent)
+        if speaking:
+            await self._emit("agent.done", turn.index, spoken_text=turn.spoken_text)
+
+    async def _send_frame(
+        self,
+        turn: TurnState,
+        segment: _Segment,
+        frame: bytes,
+        play_at: float,
+        speaking: bool,
+        frame_s: float,
+        lead_s: float,
+    ) -> tuple[float, bool]:
+        now = time.monotonic()
+        play_at = max(play_at, now)  # an underrun: playback restarts now
+        if not speaking:
+            speaking = True
+            if turn.speech_end_at is not None:
+                turn.metrics["ttfa_ms"] = (now - turn.speech_end_at) * 1000
+            await self._emit("agent.speaking", turn.index)
+        await self.audio.send_audio(frame)
+        if segment.first_play_at is None:
+            segment.first_play_at = play_at
+        segment.bytes_sent += len(frame)
+        play_at += frame_s
+        segment.last_play_end = play_at
+        turn.agent_audio_ms += frame_s * 1000
+        ahead = play_at - time.monotonic() - lead_s
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        return play_at, speaking
+
+    async def _finish_reply(self, turn: TurnState) -> None:
+        self._responding = None
+        await self._end_turn(turn)
+
+    # ------------------------------------------------------------------ barge-in
+
+    def _heard_text(self, now: float) -> str:
+        """What the caller heard by ``now``: whole chunks played, plus the played words of the
+        chunk cut off (in proportion to its audio played)."""
+        heard: list[str] = []
+        for seg in self._segments:
+            if seg.first_play_at is None or seg.first_play_at >= now:
+                break
+            if seg.bytes_total is not None and seg.last_play_end is not None and seg.last_play_end <= now:
+                heard.append(seg.text)
+                continue
+            total = seg.bytes_total or seg.bytes_sent
+            played_s = now - seg.first_play_at
+            sent_s = (seg.last_play_end or now) - seg.first_play_at
+            fraction = 0.0 if total == 0 or sent_s <= 0 else min(1.0, played_s / sent_s) * (
+                seg.bytes_sent / total
+            )
+            words = seg.text.split()
+            heard_words = words[: int(len(words) * fraction)]
+            if heard_words:
+                heard.append(" ".join(heard_words))
+            break
+        return " ".join(heard)
+
+    async def _interrupt(self, *, reason: str) -> None:
+        turn = self._responding
+        task = self._reply_task
+        if turn is None or task is None or task.done():
+            return
+        now = time.monotonic()
+        spoken = self._heard_text(now)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # Speaker tasks of this reply may still be winding down.
+        for other in list(self._tasks):
+            if other.get_name() == f"speak-{turn.index}":
+                other.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await other
+        turn.spoken_text = spoken
+        turn.status = "interrupted"
+        if turn.user_text and self.history and self.history[-1].get("role") != "assistant":
+            # Keep only what the caller actually heard (maybe nothing) in the LLM history.
+            if spoken:
+                self.history.append({"role": "assistant", "content": spoken})
+        await self._emit("interrupted", turn.index, spoken_text=spoken, reason=reason)
+        self._responding = None
+        self._reply_task = None
+        await self._end_turn(turn)
+
+    # ------------------------------------------------------------------ events
+
+    async def _end_turn(self, turn: TurnState) -> None:
+        if turn.ended:
+            return
+        turn.ended = True
+        metrics = {k: round(v, 1) for k, v in turn.metrics.items()}
+        if metrics:
+            await self._emit("turn.metrics", turn.index, **metrics)
+        await self._emit(
+            "turn.ended",
+            turn.index,
+            status=turn.status,
+            user_text=turn.user_text,
+            agent_text=turn.agent_text,
+            spoken_text=turn.spoken_text,
+            user_speech_ms=_round(turn.speech_ms),
+            agent_audio_ms=round(turn.agent_audio_ms, 1),
+            llm_steps=turn.llm_steps,
+            error=turn.error,
+            metrics=metrics,
+        )
+
+    async def _emit(self, type_: str, turn: int, **data: Any) -> None:
+        event = SessionEvent(
+            type=type_, turn=turn, t_ms=(time.monotonic() - self._t0) * 1000, data=data
+        )
+        async with self._emit_lock:  # keep the event order identical for caller and record
+            await self.events.emit(event)
+
+    async def emit_error(self, *, code: str, message: str, fatal: bool = False) -> None:
+        """Report a transport-level problem (bad frame, unknown message) as an error event."""
+        await self._emit("error", self._turn_counter, code=code, message=message, fatal=fatal)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _maybe_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return text

@@ -1,0 +1,95 @@
+"""Per-call reports: the JSONL transcript and the latency report (docs/transcript-format.md).
+
+Files are written to a temporary name and renamed into place, so a half-written file is
+never seen by a reader.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from parley.conversations.models import Conversation
+from parley.agents.voice.metrics import latency_summary
+from parley.conversations.services import LATENCY_FIELDS
+from parley.tools.models import ToolCall
+
+TRANSCRIPT_FORMAT = "parley-transcript/v1"
+LATENCY_FORMAT = "parley-latency/v1"
+
+
+def conversation_latency_report(conversation: Conversation) -> dict[str, Any]:
+    turns = list(
+        conversation.turns.order_by("index").values("index", "status", *LATENCY_FIELDS)
+    )
+    return {
+        "format": LATENCY_FORMAT,
+        "conversation_id": str(conversation.id),
+        "agent": conversation.agent.slug,
+        "units": "ms",
+        "turns": turns,
+        "components": latency_summary(t for t in turns if t["index"] > 0),
+    }
+
+
+def conversation_transcript_lines(conversation: Conversation) -> list[dict[str, Any]]:
+    """One JSON object per event, in order; tool calls carry their recorded rows."""
+    started = conversation.started_at
+    tool_rows = {tc.call_id: tc for tc in ToolCall.objects.filter(conversation=conversation)}
+    lines: list[dict[str, Any]] = [
+        {
+            "type": "call.meta",
+            "format": TRANSCRIPT_FORMAT,
+            "conversation_id": str(conversation.id),
+            "agent": conversation.agent.slug,
+            "scenario": conversation.agent.scenario.slug,
+            "prompt_version": conversation.prompt_version.version
+            if conversation.prompt_version
+            else None,
+            "providers": conversation.providers,
+            "started_at": started.isoformat(),
+            "ended_at": conversation.ended_at.isoformat() if conversation.ended_at else None,
+            "status": conversation.status,
+        }
+    ]
+    for event in conversation.events.order_by("seq"):
+        line = {
+            "seq": event.seq,
+            "type": event.type,
+            "turn": event.turn_index,
+            "t_ms": event.t_ms,
+            "ts": (started + _ms(event.t_ms)).isoformat(),
+            **event.data,
+        }
+        if event.type == "tool.result" and event.data.get("id") in tool_rows:
+            row = tool_rows[event.data["id"]]
+            line["arguments"] = row.arguments if row.arguments is not None else row.arguments_raw
+            line["status"] = row.status
+        lines.append(line)
+    return lines
+
+
+def conversation_reports_dir(conversation: Conversation) -> Path:
+    day = conversation.started_at.strftime("%Y-%m-%d")
+    return Path(settings.PARLEY_REPORTS_DIR) / conversation.agent.slug / day / str(conversation.id)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _ms(value: float) -> dt.timedelta:
+    return dt.timedelta(milliseconds=value)

@@ -1,0 +1,13 @@
+"""Production settings: PostgreSQL, Redis channel layer, Celery workers, real secrets."""
+
+from __future__ import annotations
+
+from parley.platform.settings.base import *  # noqa: F403
+from parley.platform.env import env
+
+DEBUG = False
+SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+DATABASES = {"default": env.db("DATABASE_URL")}
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

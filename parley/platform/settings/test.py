@@ -1,0 +1,12 @@
+"""Test settings. ``make test`` points DATABASE_URL and REDIS_URL at the real servers."""
+
+from __future__ import annotations
+
+from parley.platform.settings.base import *  # noqa: F403
+from parley.platform.settings.base import VAR_DIR
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Reports of test calls go to a throw-away folder, never to the developer's var/.
+PARLEY_REPORTS_DIR = VAR_DIR / "test-reports"
+# Tests run Celery tasks in-process unless a test starts a real worker explicitly.
+CELERY_TASK_ALWAYS_EAGER = True

@@ -1,0 +1,16 @@
+"""Celery tasks that run tools (their side effects happen here, in a worker or eagerly)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from parley.tools.services import tool_call_execute
+
+
+@shared_task(bind=True, acks_late=True, soft_time_limit=20, time_limit=30)
+def tool_call_run(
+    self, tool_call_id: int, scenario: str, allowed: list[str] | None = None
+) -> dict[str, object]:
+    """Run one recorded tool call; returns ``{"ok", "content"}`` for the voice loop."""
+    outcome = tool_call_execute(tool_call_id=tool_call_id, scenario=scenario, allowed=allowed)
+    return {"ok": outcome.ok, "content": outcome.content}

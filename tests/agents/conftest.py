@@ -1,0 +1,99 @@
+"""Fixtures for calls through the real consumer: the hospital agent on the embedded engines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from parley.agents.models import Agent
+from parley.agents.services import agent_create, model_pool_simulator_ensure, scenario_install
+from parley.platform.asgi import application
+from parley.platform.fleet.models import ModelPool
+
+
+@pytest.fixture
+def hospital_agent(db) -> Agent:  # noqa: ANN001
+    scenario = scenario_install(slug="hospital")
+    pool = model_pool_simulator_ensure()
+    return agent_create(
+        slug="hospital-receptionist",
+        name="Hospital receptionist",
+        scenario=scenario,
+        model_pool=pool,
+        prompt="You are a hospital receptionist.",
+    )
+
+
+@pytest.fixture
+def reports_dir(settings, tmp_path):  # noqa: ANN001, ANN201
+    settings.PARLEY_REPORTS_DIR = tmp_path / "reports"
+    return settings.PARLEY_REPORTS_DIR
+
+
+def script_pool(*, key: str) -> ModelPool:
+    """A simulator pool whose model plays the test's script ``key``."""
+    return ModelPool.objects.create(
+        slug=f"script-{key}", name=f"script {key}", kind=ModelPool.Kind.SIMULATOR,
+        model=f"simulator-script/{key}", sim_ttft_ms=20, sim_itl_ms=2,
+    )
+
+
+@dataclass
+class WSCall:
+    """A caller on a WebsocketCommunicator that collects events and audio as they arrive."""
+
+    communicator: WebsocketCommunicator
+    events: list[dict[str, Any]] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    closed: bool = False
+
+    async def pump(self, timeout: float = 0.01) -> None:
+        while True:
+            try:
+                message = await self.communicator.receive_output(timeout=timeout)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] == "websocket.close":
+                self.closed = True
+                return
+            if message.get("bytes") is not None:
+                self.audio.extend(message["bytes"])
+            else:
+                self.events.append(json.loads(message["text"]))
+
+    async def send_audio(self, pcm: bytes, *, frame_bytes: int = 640, realtime: bool = False) -> None:
+        for i in range(0, len(pcm), frame_bytes):
+            frame = pcm[i : i + frame_bytes]
+            await self.communicator.send_to(bytes_data=frame + bytes(frame_bytes - len(frame)))
+            await self.pump(timeout=0.02 if realtime else 0.0005)
+
+    async def wait_for(self, predicate, *, timeout: float = 60.0) -> None:  # noqa: ANN001
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self.events):
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out; events so far: {[e['type'] for e in self.events]}")
+            if self.closed:
+                raise AssertionError("connection closed")
+            await self.pump(timeout=0.05)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind]
+
+
+async def ws_call(slug: str) -> WSCall:
+    communicator = WebsocketCommunicator(application, f"/ws/agents/{slug}/call")
+    connected, _ = await communicator.connect(timeout=30)
+    assert connected
+    call = WSCall(communicator)
+    await call.wait_for(lambda ev: any(e["type"] in ("session.started", "error") for e in ev))
+    return call
+
+
+def turn_ended(index: int):  # noqa: ANN201
+    return lambda events: any(e["type"] == "turn.ended" and e["turn"] == index for e in events)

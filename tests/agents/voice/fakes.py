@@ -1,0 +1,238 @@
+"""Fake providers and a harness for driving a CallSession without engines or a socket.
+
+Caller audio in these tests is a simple code: a frame whose first sample is non-zero is
+"speech", an all-zero frame is silence. ``FakeVAD`` turns that into speech boundaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from parley.agents.voice.llm.base import LLM, LLMError
+from parley.agents.voice.messages import (
+    LLMChunk,
+    LLMDone,
+    SessionEvent,
+    TextDelta,
+    ToolCallRequest,
+    ToolResult,
+    Transcript,
+    VADEvent,
+)
+from parley.agents.voice.session import CallSession, SessionSettings
+from parley.agents.voice.stt.base import STT, STTStream
+from parley.agents.voice.tts.base import TTS, TTSError
+
+SPEECH_FRAME = struct.pack("<h", 1000) * 320  # 20 ms at 16 kHz
+SILENCE_FRAME = bytes(640)
+
+
+class FakeVAD:
+    """Speech after ``start_frames`` speech frames, end after ``end_frames`` silent frames."""
+
+    def __init__(self, *, start_frames: int = 3, end_frames: int = 5) -> None:
+        self.start_frames, self.end_frames = start_frames, end_frames
+        self.audio_ms = 0.0
+        self.speaking = False
+        self._run = 0
+        self._last_speech_end_ms = 0.0
+
+    async def push(self, pcm16: bytes, *, at: float) -> list[VADEvent]:
+        is_speech = pcm16[:2] != b"\x00\x00"
+        self.audio_ms += len(pcm16) / 32
+        if is_speech != self.speaking:
+            self._run += 1
+        else:
+            self._run = 0
+        if is_speech:
+            self._last_speech_end_ms = self.audio_ms
+        if not self.speaking and is_speech and self._run >= self.start_frames:
+            self.speaking, self._run = True, 0
+            return [VADEvent("speech_start", self.audio_ms - 20 * self.start_frames, at)]
+        if self.speaking and not is_speech and self._run >= self.end_frames:
+            self.speaking, self._run = False, 0
+            return [VADEvent("speech_end", self._last_speech_end_ms, at)]
+        return []
+
+
+class FakeSTTStream(STTStream):
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.queue: asyncio.Queue[Transcript | None] = asyncio.Queue()
+        self.frames = 0
+        self.closed = False
+
+    async def push_audio(self, pcm16: bytes) -> None:
+        self.frames += 1
+
+    async def speech_started(self, *, audio_ms: float) -> None:
+        self.queue.put_nowait(Transcript(text="...", is_final=False))
+
+    async def finalize(self) -> None:
+        text = self.texts.pop(0) if self.texts else ""
+        self.queue.put_nowait(Transcript(text=text, is_final=True, speech_final=True))
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self.queue.put_nowait(None)
+
+    async def __aiter__(self) -> AsyncIterator[Transcript]:  # type: ignore[override]
+        while (item := await self.queue.get()) is not None:
+            yield item
+
+
+class FakeSTT(STT):
+    name = "fake-stt"
+
+    def __init__(self, texts: list[str]) -> None:
+        self.stream = FakeSTTStream(texts)
+
+    async def open_stream(self) -> STTStream:
+        return self.stream
+
+
+class FakeLLM(LLM):
+    """Replays scripted responses; each response is a list of chunks."""
+
+    name = "fake-llm"
+
+    def __init__(self, responses: list[list[LLMChunk] | Exception], *, token_delay_s: float = 0.0):
+        self.responses = list(responses)
+        self.requests: list[list[dict[str, Any]]] = []
+        self.token_delay_s = token_delay_s
+        self.cancelled = 0
+
+    async def stream(self, *, messages, tools=None) -> AsyncIterator[LLMChunk]:  # type: ignore[override]
+        self.requests.append([dict(m) for m in messages])
+        response = self.responses.pop(0) if self.responses else [TextDelta("Okay."), LLMDone()]
+        if isinstance(response, Exception):
+            raise response
+        try:
+            for chunk in response:
+                if self.token_delay_s:
+                    await asyncio.sleep(self.token_delay_s)
+                yield chunk
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+def text_response(text: str) -> list[LLMChunk]:
+    return [TextDelta(word + " ") for word in text.split()] + [LLMDone(finish_reason="stop")]
+
+
+class FakeTTS(TTS):
+    """10 ms of a constant tone per character, in 20 ms chunks, 24 kHz."""
+
+    name = "fake-tts"
+
+    def __init__(self, *, chunk_delay_s: float = 0.0, fail_on: str | None = None) -> None:
+        self.texts: list[str] = []
+        self.chunk_delay_s = chunk_delay_s
+        self.fail_on = fail_on
+        self.cancelled = 0
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:  # type: ignore[override]
+        self.texts.append(text)
+        if self.fail_on and self.fail_on in text:
+            raise TTSError("synthetic failure")
+        samples = 240 * len(text)
+        chunk = struct.pack("<h", 2000) * 480
+        try:
+            for _ in range(0, samples, 480):
+                if self.chunk_delay_s:
+                    await asyncio.sleep(self.chunk_delay_s)
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled += 1
+            raise
+
+
+@dataclass
+class Recorder:
+    events: list[SessionEvent] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+
+    async def emit(self, event: SessionEvent) -> None:
+        self.events.append(event)
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        self.audio.extend(pcm16)
+
+    def types(self, turn: int | None = None) -> list[str]:
+        return [e.type for e in self.events if turn is None or e.turn == turn]
+
+    def first(self, kind: str) -> SessionEvent:
+        return next(e for e in self.events if e.type == kind)
+
+
+class FakeTools:
+    def __init__(self, results: dict[str, ToolResult] | None = None) -> None:
+        self.results = results or {}
+        self.calls: list[ToolCallRequest] = []
+
+    async def run(self, *, turn: int, call: ToolCallRequest) -> ToolResult:
+        self.calls.append(call)
+        return self.results.get(call.name, ToolResult(ok=True, content='{"ok": true}'))
+
+
+@dataclass
+class Harness:
+    session: CallSession
+    recorder: Recorder
+    stt: FakeSTT
+    llm: FakeLLM
+    tts: FakeTTS
+    tools: FakeTools
+
+    async def say(self, *, speech_frames: int = 10, silence_frames: int = 8) -> None:
+        for _ in range(speech_frames):
+            await self.session.push_audio(SPEECH_FRAME)
+        for _ in range(silence_frames):
+            await self.session.push_audio(SILENCE_FRAME)
+
+    async def wait_for(self, kind: str, *, turn: int | None = None, timeout: float = 5.0) -> SessionEvent:
+        async def poll() -> SessionEvent:
+            while True:
+                for e in self.recorder.events:
+                    if e.type == kind and (turn is None or e.turn == turn):
+                        return e
+                await asyncio.sleep(0.005)
+
+        return await asyncio.wait_for(poll(), timeout)
+
+
+async def run_session(
+    *,
+    transcripts: list[str],
+    responses: list[list[LLMChunk] | Exception],
+    settings: SessionSettings | None = None,
+    tts: FakeTTS | None = None,
+    tools: FakeTools | None = None,
+    llm_token_delay_s: float = 0.0,
+) -> Harness:
+    """Build and start a session on fakes (``audio_lead_ms=0`` keeps pacing exact)."""
+    recorder = Recorder()
+    stt = FakeSTT(list(transcripts))
+    llm = FakeLLM(responses, token_delay_s=llm_token_delay_s)
+    tts = tts or FakeTTS()
+    tools = tools or FakeTools()
+    session = CallSession(
+        vad=FakeVAD(),  # type: ignore[arg-type]
+        stt=stt,
+        llm=llm,
+        tts=tts,
+        tools=tools,
+        events=recorder,
+        audio=recorder,
+        settings=settings or SessionSettings(system_prompt="You are a test agent.", audio_lead_ms=0),
+    )
+    await session.start()
+    return Harness(session, recorder, stt, llm, tts, tools)
+
+
+__all__ = ["LLMError", "Harness", "run_session", "text_response"]

@@ -1,0 +1,233 @@
+"""CallSession driven with fake providers: event order, tools, barge-in, errors, clean-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from parley.agents.voice.llm.base import LLMError
+from parley.agents.voice.messages import LLMDone, TextDelta, ToolCallRequest, ToolResult
+from parley.agents.voice.session import FALLBACK_REPLY, STEP_CAP_REPLY, SessionSettings
+from tests.agents.voice.fakes import FakeTools, FakeTTS, run_session, text_response
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_one_turn_events_in_order_audio_and_history() -> None:
+    h = await run_session(
+        transcripts=["when is my appointment"],
+        responses=[text_response("Your appointment is on Monday. See you then.")],
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+
+    turn1 = h.recorder.types(1)
+    order = [
+        "turn.started",
+        "vad.speech_start",
+        "vad.speech_end",
+        "transcript.final",
+        "agent.text",
+        "agent.speaking",
+        "agent.done",
+        "turn.metrics",
+        "turn.ended",
+    ]
+    assert [turn1.index(kind) for kind in order] == sorted(turn1.index(kind) for kind in order)
+    assert turn1.count("agent.text") == 2
+    assert h.recorder.types()[0] == "session.started"
+    assert h.recorder.types()[-1] == "call.ended"
+    assert h.recorder.first("transcript.final").data["text"] == "when is my appointment"
+    assert [e.data["text"] for e in h.recorder.events if e.type == "agent.text"] == [
+        "Your appointment is on Monday.",
+        "See you then.",
+    ]
+    # Audio: 10 ms per character of spoken text, whole 20 ms frames at 24 kHz.
+    assert len(h.recorder.audio) >= 480 * 2 * 10
+    assert len(h.recorder.audio) % 960 == 0
+    metrics = h.recorder.first("turn.metrics").data
+    assert {"endpointing_ms", "stt_final_ms", "llm_ttft_ms", "first_chunk_ms", "tts_ttfb_ms", "ttfa_ms"} <= set(metrics)
+    assert metrics["ttfa_ms"] >= metrics["stt_final_ms"] >= 0
+    assert h.session.history[-2:] == [
+        {"role": "user", "content": "when is my appointment"},
+        {"role": "assistant", "content": "Your appointment is on Monday. See you then."},
+    ]
+    ended = h.recorder.first("turn.ended").data
+    assert ended["status"] == "completed"
+    assert ended["spoken_text"] == "Your appointment is on Monday. See you then."
+
+
+async def test_tool_calls_feed_results_back_to_the_llm() -> None:
+    tools = FakeTools({"get_doctor_info": ToolResult(ok=True, content='{"name": "Dr. Sarah Johnson"}')})
+    call = ToolCallRequest(id="call_1", name="get_doctor_info", arguments='{"doctor_identifier": "D1002"}')
+    h = await run_session(
+        transcripts=["who is doctor johnson"],
+        responses=[
+            [LLMDone(tool_calls=(call,), finish_reason="tool_calls")],
+            text_response("Dr. Sarah Johnson is a cardiologist."),
+        ],
+        tools=tools,
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    types = h.recorder.types(1)
+    assert types.index("tool.call") < types.index("tool.result") < types.index("agent.text")
+    assert h.recorder.first("tool.call").data["arguments"] == {"doctor_identifier": "D1002"}
+    assert h.recorder.first("tool.result").data["ok"] is True
+    assert tools.calls == [call]
+    second_request = h.llm.requests[1]
+    assert second_request[-2]["tool_calls"][0]["id"] == "call_1"
+    assert second_request[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": '{"name": "Dr. Sarah Johnson"}',
+    }
+    assert h.recorder.first("turn.ended").data["llm_steps"] == 2
+
+
+async def test_tool_step_cap_stops_the_loop_and_apologises() -> None:
+    call = ToolCallRequest(id="c", name="get_patient_info", arguments="{}")
+    loop_forever = [[LLMDone(tool_calls=(ToolCallRequest(id=f"c{i}", name=call.name, arguments="{}"),))] for i in range(5)]
+    h = await run_session(
+        transcripts=["hello"],
+        responses=loop_forever,  # type: ignore[arg-type]
+        settings=SessionSettings(max_tool_steps=3, audio_lead_ms=0),
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    assert len(h.tools.calls) == 3
+    errors = [e.data["code"] for e in h.recorder.events if e.type == "error"]
+    assert errors == ["tool_step_cap"]
+    assert h.tts.texts == [STEP_CAP_REPLY]
+
+
+async def test_barge_in_cancels_reply_and_keeps_only_what_was_heard() -> None:
+    long_reply = "This is the first sentence of a long answer. " + " ".join(
+        f"Then sentence number {i} goes on and on." for i in range(20)
+    )
+    h = await run_session(
+        transcripts=["tell me everything", "stop"],
+        responses=[text_response(long_reply), text_response("Sure, stopping.")],
+    )
+    await h.say()
+    await h.wait_for("agent.speaking", turn=1)
+    await asyncio.sleep(0.3)  # the caller hears part of the first sentence, then talks
+    await h.say(speech_frames=5, silence_frames=0)
+    interrupted = await h.wait_for("interrupted", turn=1)
+    await h.say(speech_frames=0, silence_frames=8)
+    await h.wait_for("turn.ended", turn=2)
+    await h.session.aclose()
+
+    heard = interrupted.data["spoken_text"]
+    assert heard and long_reply.startswith(heard.rstrip("."))
+    assert len(heard) < len(long_reply) / 2
+    assert h.tts.cancelled >= 1
+    history = h.session.history
+    user_turns = [m for m in history if m["role"] == "user"]
+    assert [m["content"] for m in user_turns] == ["tell me everything", "stop"]
+    assistant = [m["content"] for m in history if m["role"] == "assistant"]
+    assert assistant[0] == heard  # only what was actually spoken
+    ended1 = next(e for e in h.recorder.events if e.type == "turn.ended" and e.turn == 1)
+    assert ended1.data["status"] == "interrupted"
+    # The interruption is announced before the new turn's events.
+    types = [(e.type, e.turn) for e in h.recorder.events]
+    assert types.index(("interrupted", 1)) < types.index(("vad.speech_start", 2))
+
+
+async def test_barge_in_during_llm_stream_cancels_the_llm() -> None:
+    slow = text_response("word " * 200)
+    h = await run_session(
+        transcripts=["first", "second"],
+        responses=[slow, text_response("Second answer.")],
+        llm_token_delay_s=0.02,
+    )
+    await h.say()
+    await h.wait_for("agent.text", turn=1)
+    await h.say(speech_frames=5, silence_frames=8)
+    await h.wait_for("turn.ended", turn=2)
+    await h.session.aclose()
+    assert h.llm.cancelled == 1
+    assert h.recorder.first("interrupted").turn == 1
+
+
+async def test_llm_failure_speaks_a_fallback_and_the_call_goes_on() -> None:
+    h = await run_session(
+        transcripts=["hello", "hello again"],
+        responses=[LLMError("connection refused"), text_response("Hello there.")],
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.say()
+    await h.wait_for("turn.ended", turn=2)
+    await h.session.aclose()
+    error = h.recorder.first("error")
+    assert error.data["code"] == "llm_error" and error.turn == 1
+    assert h.tts.texts[0] == FALLBACK_REPLY
+    assert h.recorder.first("turn.ended").data["status"] == "error"
+    assert h.tts.texts[-1] == "Hello there."
+
+
+async def test_tts_failure_is_reported_and_later_sentences_still_play() -> None:
+    h = await run_session(
+        transcripts=["hi"],
+        responses=[text_response("This one breaks the engine. This one is fine.")],
+        tts=FakeTTS(fail_on="breaks"),
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    assert h.recorder.first("error").data["code"] == "tts_error"
+    assert h.recorder.first("turn.ended").data["spoken_text"] == "This one is fine."
+
+
+async def test_greeting_is_turn_zero() -> None:
+    h = await run_session(
+        transcripts=[],
+        responses=[],
+        settings=SessionSettings(greeting="Hello, how can I help?", audio_lead_ms=0),
+    )
+    await h.wait_for("turn.ended", turn=0)
+    await h.session.aclose()
+    assert h.recorder.types(0)[:4] == ["session.started", "turn.started", "agent.text", "agent.speaking"]
+    assert h.session.history[-1] == {"role": "assistant", "content": "Hello, how can I help?"}
+    assert h.llm.requests == []
+
+
+async def test_empty_transcript_gets_no_reply() -> None:
+    h = await run_session(transcripts=[""], responses=[text_response("Should not be said.")])
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    assert h.llm.requests == []
+    assert h.recorder.audio == bytearray()
+
+
+async def test_odd_frame_raises_value_error() -> None:
+    h = await run_session(transcripts=[], responses=[])
+    with pytest.raises(ValueError, match="odd frame length"):
+        await h.session.push_audio(b"\x00" * 641)
+    await h.session.aclose()
+
+
+async def test_hangup_mid_reply_cancels_every_task() -> None:
+    h = await run_session(
+        transcripts=["talk"],
+        responses=[text_response("word " * 300)],
+        tts=FakeTTS(chunk_delay_s=0.01),
+    )
+    await h.say()
+    await h.wait_for("agent.speaking", turn=1)
+    before = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+    await h.session.aclose(reason="hangup")
+    await asyncio.sleep(0)
+    assert not h.session._tasks
+    leftover = [t for t in before if not t.done() and t.get_name().startswith(("reply-", "speak-", "stt-"))]
+    assert leftover == []
+    assert h.stt.stream.closed
+    assert h.recorder.types()[-1] == "call.ended"
+    assert json.dumps(h.recorder.events[-1].as_json())
