@@ -115,7 +115,9 @@ async def call_run(
             while True:
                 fatal = [e for e in result.events if e.get("type") == "error" and e.get("fatal")]
                 if fatal:
-                    raise CallError(f"server error: {fatal[0].get('code')}: {fatal[0].get('message')}")
+                    raise CallError(
+                        f"server error: {fatal[0].get('code')}: {fatal[0].get('message')}"
+                    )
                 if predicate(result.events):
                     return
                 if receiver.done():
@@ -170,7 +172,9 @@ def call_outputs_write(result: CallResult, out_dir: Path) -> dict[str, Path]:
         "latency": out_dir / "latency.json",
     }
     paths["transcript"].write_text("".join(json.dumps(e) + "\n" for e in result.events))
-    write_wav(paths["audio"], bytes(result.agent_audio), sample_rate_hz=result.output_sample_rate_hz)
+    write_wav(
+        paths["audio"], bytes(result.agent_audio), sample_rate_hz=result.output_sample_rate_hz
+    )
     turns = result.turn_metrics()
     report = {
         "format": "parley-latency/v1",
@@ -189,9 +193,13 @@ def call_summary_text(result: CallResult) -> str:
     for event in result.events:
         kind = event.get("type")
         if kind == "transcript.final":
-            lines.append(f"  caller [{event['turn']}]: {event.get('text') or '(nothing recognised)'}")
+            lines.append(
+                f"  caller [{event['turn']}]: {event.get('text') or '(nothing recognised)'}"
+            )
         elif kind == "tool.call":
-            lines.append(f"  tool   [{event['turn']}]: {event['name']}({json.dumps(event.get('arguments'))})")
+            lines.append(
+                f"  tool   [{event['turn']}]: {event['name']}({json.dumps(event.get('arguments'))})"
+            )
         elif kind == "tool.result":
             status = "ok" if event.get("ok") else "error"
             lines.append(f"         -> {status}: {str(event.get('result'))[:120]}")

@@ -61,11 +61,14 @@ def _call_open(
 class EventRecorder:
     """Sends each event to the caller at once and persists it in order in the background."""
 
-    def __init__(self, consumer: CallConsumer, *, conversation_id: uuid.UUID, started_at: dt.datetime):
+    def __init__(
+        self, consumer: CallConsumer, *, conversation_id: uuid.UUID, started_at: dt.datetime
+    ):
         self.consumer = consumer
         self.conversation_id = conversation_id
         self.started_at = started_at
         self._seq = 0
+        self.call_ended: dict[str, Any] | None = None
         self._queue: asyncio.Queue[tuple[int, dict[str, Any]] | None] = asyncio.Queue()
         self._writer = asyncio.get_running_loop().create_task(self._write(), name="event-writer")
 
@@ -73,7 +76,12 @@ class EventRecorder:
         payload = event.as_json()
         if event.type in ("session.started", "call.ended"):
             payload["conversation_id"] = str(self.conversation_id)
-        await self.consumer.send_json_safe(payload)
+        if event.type == "call.ended":
+            # Sent by the consumer once the whole call is persisted: a client that hangs up
+            # on `call.ended` must find every turn in the database.
+            self.call_ended = payload
+        else:
+            await self.consumer.send_json_safe(payload)
         self._seq += 1
         self._queue.put_nowait((self._seq, payload))
 
@@ -106,7 +114,12 @@ class CeleryToolRunner:
     """Runs tool calls as Celery tasks, recording a ToolCall row before and after."""
 
     def __init__(
-        self, *, conversation_id: uuid.UUID, scenario: str, allowed: tuple[str, ...], timeout_s: float
+        self,
+        *,
+        conversation_id: uuid.UUID,
+        scenario: str,
+        allowed: tuple[str, ...],
+        timeout_s: float,
     ) -> None:
         self.conversation_id = conversation_id
         self.scenario = scenario
@@ -164,12 +177,21 @@ class CallConsumer(AsyncWebsocketConsumer):
         except ApplicationError as exc:
             code = exc.extra.get("code", "call_refused")
             await self.send_json_safe(
-                {"type": "error", "turn": 0, "t_ms": 0, "code": code, "message": exc.message, "fatal": True}
+                {
+                    "type": "error",
+                    "turn": 0,
+                    "t_ms": 0,
+                    "code": code,
+                    "message": exc.message,
+                    "fatal": True,
+                }
             )
             close = CLOSE_AGENT_NOT_FOUND if code == "agent_not_found" else CLOSE_AGENT_UNAVAILABLE
             await self.close(code=close)
             return
-        self.recorder = EventRecorder(self, conversation_id=self.conversation_id, started_at=started_at)
+        self.recorder = EventRecorder(
+            self, conversation_id=self.conversation_id, started_at=started_at
+        )
         self.session = CallSession(
             vad=providers.vad,
             stt=providers.stt,
@@ -232,7 +254,10 @@ class CallConsumer(AsyncWebsocketConsumer):
         if len(frame) > settings.PARLEY_MAX_FRAME_BYTES:
             await self.session.emit_error(
                 code="frame_too_large",
-                message=f"audio frame of {len(frame)} bytes exceeds {settings.PARLEY_MAX_FRAME_BYTES}",
+                message=(
+                    f"audio frame of {len(frame)} bytes exceeds "
+                    f"{settings.PARLEY_MAX_FRAME_BYTES}"
+                ),
             )
             return
         await self.session.push_audio(frame)
@@ -245,14 +270,18 @@ class CallConsumer(AsyncWebsocketConsumer):
         if self._ended:
             return
         self._ended = True
-        if self.session is not None:
-            await self.session.aclose(reason=reason)
-        if self.recorder is not None:
-            await self.recorder.aclose()
-        if self.conversation_id is not None:
-            await database_sync_to_async(conversation_end)(
-                conversation_id=self.conversation_id, status=status, reason=reason
-            )
+        try:
+            if self.session is not None:
+                await self.session.aclose(reason=reason)
+        finally:
+            if self.recorder is not None:
+                await self.recorder.aclose()
+            if self.conversation_id is not None:
+                await database_sync_to_async(conversation_end)(
+                    conversation_id=self.conversation_id, status=status, reason=reason
+                )
+            if self.recorder is not None and self.recorder.call_ended is not None:
+                await self.send_json_safe(self.recorder.call_ended)
 
     # AudioSink
     async def send_audio(self, pcm16: bytes) -> None:

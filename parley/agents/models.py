@@ -64,9 +64,7 @@ class Agent(models.Model):
         validators=[MinValueValidator(100), MaxValueValidator(5000)],
         help_text="Silence after speech that ends the caller's turn (ms).",
     )
-    pre_roll_ms = models.PositiveIntegerField(
-        default=300, validators=[MaxValueValidator(2000)]
-    )
+    pre_roll_ms = models.PositiveIntegerField(default=300, validators=[MaxValueValidator(2000)])
     max_utterance_ms = models.PositiveIntegerField(
         default=30_000, validators=[MinValueValidator(1000), MaxValueValidator(120_000)]
     )

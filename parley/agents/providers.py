@@ -103,8 +103,8 @@ async def providers_build(config: CallConfig) -> Providers:
         raise ApplicationError(f"unknown STT provider {config.stt_provider!r}")
     if config.tts_provider != Agent.TTSProvider.ESPEAK:
         raise ApplicationError(f"unknown TTS provider {config.tts_provider!r}")
-    stt = PocketsphinxSTT(PocketsphinxSettings(pre_roll_ms=config.vad.pre_roll_ms))
-    tts = EspeakTTS(EspeakSettings(voice=config.tts_voice, rate_wpm=config.tts_rate_wpm))
+    stt = PocketsphinxSTT(settings=PocketsphinxSettings(pre_roll_ms=config.vad.pre_roll_ms))
+    tts = EspeakTTS(settings=EspeakSettings(voice=config.tts_voice, rate_wpm=config.tts_rate_wpm))
     if config.pool_kind == ModelPool.Kind.SIMULATOR:
         from parley.agents.simulator_runtime import simulator_base_url
 

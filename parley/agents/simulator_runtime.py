@@ -30,7 +30,9 @@ def simulator_base_url(*, ttft_ms: int, itl_ms: int) -> str:
 
         def serve() -> None:
             async def main() -> None:
-                settings = SimulatorSettings(host="127.0.0.1", port=0, ttft_ms=ttft_ms, itl_ms=itl_ms)
+                settings = SimulatorSettings(
+                    host="127.0.0.1", port=0, ttft_ms=ttft_ms, itl_ms=itl_ms
+                )
                 try:
                     async with SimulatorServer(settings) as server:
                         box["url"] = server.base_url
@@ -43,7 +45,9 @@ def simulator_base_url(*, ttft_ms: int, itl_ms: int) -> str:
 
             asyncio.run(main())
 
-        thread = threading.Thread(target=serve, name=f"llm-simulator-{ttft_ms}-{itl_ms}", daemon=True)
+        thread = threading.Thread(
+            target=serve, name=f"llm-simulator-{ttft_ms}-{itl_ms}", daemon=True
+        )
         thread.start()
         ready.wait(timeout=10)
         if "url" not in box:

@@ -90,9 +90,7 @@ class Turn(models.Model):
 class CallEvent(models.Model):
     """Every event of a call in order, exactly as sent to the caller (audio excepted)."""
 
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="events"
-    )
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()
     turn_index = models.PositiveIntegerField()
     type = models.CharField(max_length=50)

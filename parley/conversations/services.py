@@ -42,7 +42,10 @@ def conversation_start(
 
 @transaction.atomic
 def call_events_record(
-    *, conversation_id: uuid.UUID, started_at: dt.datetime, events: Iterable[tuple[int, dict[str, Any]]]
+    *,
+    conversation_id: uuid.UUID,
+    started_at: dt.datetime,
+    events: Iterable[tuple[int, dict[str, Any]]],
 ) -> None:
     """Append ``(seq, event_json)`` pairs to the log and apply them to the turn rows.
 

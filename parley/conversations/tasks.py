@@ -26,9 +26,9 @@ from parley.conversations.reports import (
 )
 def conversation_reports_write(self, conversation_id: str) -> dict[str, str]:
     """Write ``transcript.jsonl`` and ``latency.json`` for an ended call; return their paths."""
-    conversation = Conversation.objects.select_related(
-        "agent__scenario", "prompt_version"
-    ).get(id=conversation_id)
+    conversation = Conversation.objects.select_related("agent__scenario", "prompt_version").get(
+        id=conversation_id
+    )
     folder = conversation_reports_dir(conversation)
     transcript = folder / "transcript.jsonl"
     latency = folder / "latency.json"

@@ -129,7 +129,11 @@ def result_is_error(content: str) -> bool:
 
 
 def tool_run(
-    *, scenario: str, name: str, arguments: str | Mapping[str, Any], allowed: Iterable[str] | None = None
+    *,
+    scenario: str,
+    name: str,
+    arguments: str | Mapping[str, Any],
+    allowed: Iterable[str] | None = None,
 ) -> ToolOutcome:
     """Validate ``arguments`` (raw JSON text or a mapping) and run the tool.
 
@@ -157,7 +161,9 @@ def tool_run(
         jsonschema.validate(parsed, spec.parameters)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
-        return _error(f"invalid arguments for {name}: {exc.message}" + (f" (at {where})" if where else ""))
+        return _error(
+            f"invalid arguments for {name}: {exc.message}" + (f" (at {where})" if where else "")
+        )
     # Only arguments the schema names reach the function (the schemas do not forbid extras).
     known = set(spec.parameters.get("properties", {}))
     kwargs = {k: v for k, v in parsed.items() if k in known}

@@ -37,12 +37,18 @@ def tool_call_start(
     return call
 
 
-def tool_call_execute(*, tool_call_id: int, scenario: str, allowed: list[str] | None) -> ToolOutcome:
+def tool_call_execute(
+    *, tool_call_id: int, scenario: str, allowed: list[str] | None
+) -> ToolOutcome:
     """Run a recorded tool call and store its outcome. Idempotent: a finished call is not rerun."""
     call = ToolCall.objects.get(id=tool_call_id)
     if call.status != ToolCall.Status.RUNNING:
-        return ToolOutcome(ok=call.status == ToolCall.Status.OK, content=call.result, error=call.error)
-    outcome = tool_run(scenario=scenario, name=call.name, arguments=call.arguments_raw, allowed=allowed)
+        return ToolOutcome(
+            ok=call.status == ToolCall.Status.OK, content=call.result, error=call.error
+        )
+    outcome = tool_run(
+        scenario=scenario, name=call.name, arguments=call.arguments_raw, allowed=allowed
+    )
     tool_call_finish(tool_call_id=call.id, outcome=outcome)
     return outcome
 

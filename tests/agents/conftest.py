@@ -12,7 +12,6 @@ from channels.testing import WebsocketCommunicator
 
 from parley.agents.models import Agent
 from parley.agents.services import agent_create, model_pool_simulator_ensure, scenario_install
-from parley.platform.asgi import application
 from parley.platform.fleet.models import ModelPool
 
 
@@ -38,8 +37,12 @@ def reports_dir(settings, tmp_path):  # noqa: ANN001, ANN201
 def script_pool(*, key: str) -> ModelPool:
     """A simulator pool whose model plays the test's script ``key``."""
     return ModelPool.objects.create(
-        slug=f"script-{key}", name=f"script {key}", kind=ModelPool.Kind.SIMULATOR,
-        model=f"simulator-script/{key}", sim_ttft_ms=20, sim_itl_ms=2,
+        slug=f"script-{key}",
+        name=f"script {key}",
+        kind=ModelPool.Kind.SIMULATOR,
+        model=f"simulator-script/{key}",
+        sim_ttft_ms=20,
+        sim_itl_ms=2,
     )
 
 
@@ -51,22 +54,29 @@ class WSCall:
     events: list[dict[str, Any]] = field(default_factory=list)
     audio: bytearray = field(default_factory=bytearray)
     closed: bool = False
+    close_code: int | None = None
 
     async def pump(self, timeout: float = 0.01) -> None:
+        # Read the output queue directly: receive_output() kills the application on a time-out.
         while True:
+            if self.communicator.future.done():
+                self.communicator.future.result()  # surface the consumer's exception
             try:
-                message = await self.communicator.receive_output(timeout=timeout)
-            except asyncio.TimeoutError:
+                message = await asyncio.wait_for(self.communicator.output_queue.get(), timeout)
+            except TimeoutError:
                 return
             if message["type"] == "websocket.close":
                 self.closed = True
+                self.close_code = message.get("code")
                 return
             if message.get("bytes") is not None:
                 self.audio.extend(message["bytes"])
             else:
                 self.events.append(json.loads(message["text"]))
 
-    async def send_audio(self, pcm: bytes, *, frame_bytes: int = 640, realtime: bool = False) -> None:
+    async def send_audio(
+        self, pcm: bytes, *, frame_bytes: int = 640, realtime: bool = False
+    ) -> None:
         for i in range(0, len(pcm), frame_bytes):
             frame = pcm[i : i + frame_bytes]
             await self.communicator.send_to(bytes_data=frame + bytes(frame_bytes - len(frame)))
@@ -77,7 +87,9 @@ class WSCall:
         deadline = loop.time() + timeout
         while not predicate(self.events):
             if loop.time() > deadline:
-                raise AssertionError(f"timed out; events so far: {[e['type'] for e in self.events]}")
+                raise AssertionError(
+                    f"timed out; events so far: {[e['type'] for e in self.events]}"
+                )
             if self.closed:
                 raise AssertionError("connection closed")
             await self.pump(timeout=0.05)
@@ -87,6 +99,8 @@ class WSCall:
 
 
 async def ws_call(slug: str) -> WSCall:
+    from parley.platform.asgi import application
+
     communicator = WebsocketCommunicator(application, f"/ws/agents/{slug}/call")
     connected, _ = await communicator.connect(timeout=30)
     assert connected

@@ -258,9 +258,10 @@ class CallSession:
             await self._stt_stream.speech_started(audio_ms=event.audio_ms)
             return
 
-        turn = self._listening
-        if turn is None:  # an end without a start (VAD reset): nothing to close
+        listening = self._listening
+        if listening is None:  # an end without a start (VAD reset): nothing to close
             return
+        turn = listening
         # The speech ended `lag` ms of audio before the window that confirmed it arrived;
         # audio arrives in real time, so the wall time of the end is `at - lag`.
         lag_ms = max(0.0, self.vad.audio_ms - event.audio_ms)
@@ -384,19 +385,28 @@ class CallSession:
             done: LLMDone | None = None
             requested_at = time.monotonic()
             try:
-                async for chunk in self.llm.stream(messages=self.history, tools=tools):
-                    if isinstance(chunk, TextDelta):
-                        if "llm_ttft_ms" not in turn.metrics:
-                            turn.metrics["llm_ttft_ms"] = (time.monotonic() - requested_at) * 1000
-                        step_text.append(chunk.text)
-                        for sentence in chunker.push(chunk.text):
-                            await self._queue_sentence(turn, sentence, speech_queue, requested_at)
-                    else:
-                        done = chunk
+                # aclosing: a barge-in closes the HTTP stream now, not at garbage collection.
+                stream = self.llm.stream(messages=self.history, tools=tools)
+                async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                    async for chunk in stream:
+                        if isinstance(chunk, TextDelta):
+                            if "llm_ttft_ms" not in turn.metrics:
+                                turn.metrics["llm_ttft_ms"] = (
+                                    time.monotonic() - requested_at
+                                ) * 1000
+                            step_text.append(chunk.text)
+                            for sentence in chunker.push(chunk.text):
+                                await self._queue_sentence(
+                                    turn, sentence, speech_queue, requested_at
+                                )
+                        else:
+                            done = chunk
             except LLMError as exc:
                 turn.status = "error"
                 turn.error = f"llm: {exc}"
-                await self._emit("error", turn.index, code="llm_error", message=str(exc), fatal=False)
+                await self._emit(
+                    "error", turn.index, code="llm_error", message=str(exc), fatal=False
+                )
                 for sentence in chunker.flush():
                     await self._queue_sentence(turn, sentence, speech_queue, requested_at)
                 if not turn.agent_text:
@@ -454,7 +464,9 @@ class CallSession:
                 result=result.content,
                 duration_ms=round(result.duration_ms, 1),
             )
-            self.history.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+            self.history.append(
+                {"role": "tool", "tool_call_id": call.id, "content": result.content}
+            )
 
     async def _queue_sentence(
         self,
@@ -485,22 +497,27 @@ class CallSession:
             first = True
             produced = 0
             try:
-                async for pcm in self.tts.synthesize(sentence):
-                    if first:
-                        first = False
-                        turn.metrics.setdefault(
-                            "tts_ttfb_ms", (time.monotonic() - requested_at) * 1000
-                        )
-                    produced += len(pcm)
-                    pending += pcm
-                    while len(pending) >= frame_bytes:
-                        frame, pending = pending[:frame_bytes], pending[frame_bytes:]
-                        play_at, speaking = await self._send_frame(
-                            turn, segment, frame, play_at, speaking, frame_s, lead_s
-                        )
+                # aclosing: a barge-in kills the TTS engine now, not at garbage collection.
+                audio = self.tts.synthesize(sentence)
+                async with contextlib.aclosing(audio):  # type: ignore[type-var]
+                    async for pcm in audio:
+                        if first:
+                            first = False
+                            turn.metrics.setdefault(
+                                "tts_ttfb_ms", (time.monotonic() - requested_at) * 1000
+                            )
+                        produced += len(pcm)
+                        pending += pcm
+                        while len(pending) >= frame_bytes:
+                            frame, pending = pending[:frame_bytes], pending[frame_bytes:]
+                            play_at, speaking = await self._send_frame(
+                                turn, segment, frame, play_at, speaking, frame_s, lead_s
+                            )
             except TTSError as exc:
                 turn.error = f"tts: {exc}"
-                await self._emit("error", turn.index, code="tts_error", message=str(exc), fatal=False)
+                await self._emit(
+                    "error", turn.index, code="tts_error", message=str(exc), fatal=False
+                )
                 continue
             if pending:  # the sentence's tail, padded to a whole frame with silence
                 frame = pending + bytes(frame_bytes - len(pending))
@@ -559,14 +576,20 @@ class CallSession:
         for seg in self._segments:
             if seg.first_play_at is None or seg.first_play_at >= now:
                 break
-            if seg.bytes_total is not None and seg.last_play_end is not None and seg.last_play_end <= now:
+            if (
+                seg.bytes_total is not None
+                and seg.last_play_end is not None
+                and seg.last_play_end <= now
+            ):
                 heard.append(seg.text)
                 continue
             total = seg.bytes_total or seg.bytes_sent
             played_s = now - seg.first_play_at
             sent_s = (seg.last_play_end or now) - seg.first_play_at
-            fraction = 0.0 if total == 0 or sent_s <= 0 else min(1.0, played_s / sent_s) * (
-                seg.bytes_sent / total
+            fraction = (
+                0.0
+                if total == 0 or sent_s <= 0
+                else min(1.0, played_s / sent_s) * (seg.bytes_sent / total)
             )
             words = seg.text.split()
             heard_words = words[: int(len(words) * fraction)]

@@ -65,6 +65,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the voice loop's writer and readers (admin, reports) work side by side.
     DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL;"
     DATABASES["default"]["OPTIONS"]["timeout"] = 20
+    # Take the write lock at BEGIN: a deferred transaction that reads and then writes fails
+    # at once with "database is locked" when another thread writes, instead of waiting.
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -86,7 +89,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("PARLEY_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        # Per-request INFO lines of the servers and HTTP clients drown the call's own log.
+        name: {"level": "WARNING"}
+        for name in ("django.channels.server", "daphne", "httpx", "httpx2", "celery.app.trace")
+    },
 }
 
 REST_FRAMEWORK = {
@@ -94,6 +101,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
 }
 
-from parley.platform.settings.channels import *  # noqa: E402,F403
 from parley.platform.settings.celery import *  # noqa: E402,F403
+from parley.platform.settings.channels import *  # noqa: E402,F403
 from parley.platform.settings.voice import *  # noqa: E402,F403

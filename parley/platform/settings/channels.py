@@ -10,7 +10,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                # redis-py 8 defaults socket_timeout to 5 s, which aborts channels-redis's
+                # blocking BZPOPMIN (also 5 s) and tears consumers down
+                # (django/channels_redis#422): give reads more time than the pop blocks.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            },
         }
     }
 else:

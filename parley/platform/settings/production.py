@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from parley.platform.settings.base import *  # noqa: F403
 from parley.platform.env import env
+from parley.platform.settings.base import *  # noqa: F403
 
 DEBUG = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")

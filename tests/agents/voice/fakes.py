@@ -195,7 +195,9 @@ class Harness:
         for _ in range(silence_frames):
             await self.session.push_audio(SILENCE_FRAME)
 
-    async def wait_for(self, kind: str, *, turn: int | None = None, timeout: float = 5.0) -> SessionEvent:
+    async def wait_for(
+        self, kind: str, *, turn: int | None = None, timeout: float = 5.0
+    ) -> SessionEvent:
         async def poll() -> SessionEvent:
             while True:
                 for e in self.recorder.events:
@@ -229,7 +231,8 @@ async def run_session(
         tools=tools,
         events=recorder,
         audio=recorder,
-        settings=settings or SessionSettings(system_prompt="You are a test agent.", audio_lead_ms=0),
+        settings=settings
+        or SessionSettings(system_prompt="You are a test agent.", audio_lead_ms=0),
     )
     await session.start()
     return Harness(session, recorder, stt, llm, tts, tools)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from parley.agents.voice.llm.base import LLMError
-from parley.agents.voice.messages import LLMDone, TextDelta, ToolCallRequest, ToolResult
+from parley.agents.voice.messages import LLMDone, ToolCallRequest, ToolResult
 from parley.agents.voice.session import FALLBACK_REPLY, STEP_CAP_REPLY, SessionSettings
 from tests.agents.voice.fakes import FakeTools, FakeTTS, run_session, text_response
 
@@ -49,7 +49,14 @@ async def test_one_turn_events_in_order_audio_and_history() -> None:
     assert len(h.recorder.audio) >= 480 * 2 * 10
     assert len(h.recorder.audio) % 960 == 0
     metrics = h.recorder.first("turn.metrics").data
-    assert {"endpointing_ms", "stt_final_ms", "llm_ttft_ms", "first_chunk_ms", "tts_ttfb_ms", "ttfa_ms"} <= set(metrics)
+    assert {
+        "endpointing_ms",
+        "stt_final_ms",
+        "llm_ttft_ms",
+        "first_chunk_ms",
+        "tts_ttfb_ms",
+        "ttfa_ms",
+    } <= set(metrics)
     assert metrics["ttfa_ms"] >= metrics["stt_final_ms"] >= 0
     assert h.session.history[-2:] == [
         {"role": "user", "content": "when is my appointment"},
@@ -61,8 +68,12 @@ async def test_one_turn_events_in_order_audio_and_history() -> None:
 
 
 async def test_tool_calls_feed_results_back_to_the_llm() -> None:
-    tools = FakeTools({"get_doctor_info": ToolResult(ok=True, content='{"name": "Dr. Sarah Johnson"}')})
-    call = ToolCallRequest(id="call_1", name="get_doctor_info", arguments='{"doctor_identifier": "D1002"}')
+    tools = FakeTools(
+        {"get_doctor_info": ToolResult(ok=True, content='{"name": "Dr. Sarah Johnson"}')}
+    )
+    call = ToolCallRequest(
+        id="call_1", name="get_doctor_info", arguments='{"doctor_identifier": "D1002"}'
+    )
     h = await run_session(
         transcripts=["who is doctor johnson"],
         responses=[
@@ -91,7 +102,10 @@ async def test_tool_calls_feed_results_back_to_the_llm() -> None:
 
 async def test_tool_step_cap_stops_the_loop_and_apologises() -> None:
     call = ToolCallRequest(id="c", name="get_patient_info", arguments="{}")
-    loop_forever = [[LLMDone(tool_calls=(ToolCallRequest(id=f"c{i}", name=call.name, arguments="{}"),))] for i in range(5)]
+    loop_forever = [
+        [LLMDone(tool_calls=(ToolCallRequest(id=f"c{i}", name=call.name, arguments="{}"),))]
+        for i in range(5)
+    ]
     h = await run_session(
         transcripts=["hello"],
         responses=loop_forever,  # type: ignore[arg-type]
@@ -193,7 +207,12 @@ async def test_greeting_is_turn_zero() -> None:
     )
     await h.wait_for("turn.ended", turn=0)
     await h.session.aclose()
-    assert h.recorder.types(0)[:4] == ["session.started", "turn.started", "agent.text", "agent.speaking"]
+    assert h.recorder.types(0)[:4] == [
+        "session.started",
+        "turn.started",
+        "agent.text",
+        "agent.speaking",
+    ]
     assert h.session.history[-1] == {"role": "assistant", "content": "Hello, how can I help?"}
     assert h.llm.requests == []
 
@@ -226,7 +245,9 @@ async def test_hangup_mid_reply_cancels_every_task() -> None:
     await h.session.aclose(reason="hangup")
     await asyncio.sleep(0)
     assert not h.session._tasks
-    leftover = [t for t in before if not t.done() and t.get_name().startswith(("reply-", "speak-", "stt-"))]
+    leftover = [
+        t for t in before if not t.done() and t.get_name().startswith(("reply-", "speak-", "stt-"))
+    ]
     assert leftover == []
     assert h.stt.stream.closed
     assert h.recorder.types()[-1] == "call.ended"

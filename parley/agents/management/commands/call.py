@@ -20,7 +20,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--agent", required=True, help="agent slug")
         parser.add_argument(
-            "--audio", required=True, action="append", type=Path,
+            "--audio",
+            required=True,
+            action="append",
+            type=Path,
             help="WAV file; repeat for several caller utterances",
         )
         parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -38,7 +41,9 @@ class Command(BaseCommand):
         async def place(base: str) -> object:
             url = base if "/ws/" in base else f"{base.rstrip('/')}/ws/agents/{slug}/call"
             self.stdout.write(f"calling {url} with {', '.join(map(str, options['audio']))}")
-            return await call_run(url=url, audio_paths=options["audio"], reply_timeout_s=options["timeout"])
+            return await call_run(
+                url=url, audio_paths=options["audio"], reply_timeout_s=options["timeout"]
+            )
 
         try:
             if options["url"]:

@@ -43,7 +43,9 @@ class Command(BaseCommand):
         if created:
             user.set_password(options["admin_password"])
             user.save()
-        self.stdout.write(self.style.SUCCESS(f"agent {AGENT_SLUG} ready (scenario hospital, LLM simulator)"))
+        self.stdout.write(
+            self.style.SUCCESS(f"agent {AGENT_SLUG} ready (scenario hospital, LLM simulator)")
+        )
         if created:
             self.stdout.write(
                 f"admin login: {options['admin_user']} / {options['admin_password']} (created)"

@@ -22,4 +22,6 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         tools = scenario.tool_schemas.count()
-        self.stdout.write(self.style.SUCCESS(f"scenario {scenario.slug}: {tools} tools, seed loaded"))
+        self.stdout.write(
+            self.style.SUCCESS(f"scenario {scenario.slug}: {tools} tools, seed loaded")
+        )

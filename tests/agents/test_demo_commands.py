@@ -1,0 +1,90 @@
+"""The `make demo` path as a new user runs it: migrate, demo_setup, then `manage.py call`
+with a real recording, served in-process by Daphne over a real TCP WebSocket.
+
+Runs the commands as subprocesses against a fresh SQLite database of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_WAV = ROOT / "parley/agents/demo/ms_my_voice_is_my_passport.wav"
+
+pytestmark = pytest.mark.slow
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_demo_call_end_to_end(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "parley.platform.settings.local",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "PARLEY_REPORTS_DIR": str(tmp_path / "reports"),
+        "REDIS_URL": "",
+        "CELERY_BROKER_URL": "",
+    }
+    for args in (("migrate", "--noinput", "-v", "0"), ("demo_setup",)):
+        done = manage(*args, env=env)
+        assert done.returncode == 0, done.stderr
+    out = tmp_path / "call"
+    done = manage(
+        "call",
+        "--agent",
+        "hospital-receptionist",
+        "--audio",
+        str(DEMO_WAV),
+        "--out",
+        str(out),
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "caller [1]:" in done.stdout and "agent  [1]:" in done.stdout
+    assert "ttfa_ms" in done.stdout
+
+    events = [json.loads(line) for line in (out / "transcript.jsonl").read_text().splitlines()]
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "session.started" and kinds[-1] == "call.ended"
+    final = next(e for e in events if e["type"] == "transcript.final")
+    assert "passport" in final["text"]
+    assert any(e["type"] == "agent.done" for e in events)
+
+    with wave.open(str(out / "agent.wav")) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (24_000, 1, 2)
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(float)
+    assert len(samples) / 24_000 > 0.5
+    assert np.sqrt(np.mean(samples**2)) > 100  # clearly audible, not silence
+
+    latency = json.loads((out / "latency.json").read_text())
+    assert latency["components"]["ttfa_ms"]["n"] == 1
+    assert latency["components"]["ttfa_ms"]["p50"] > 0
+
+    # The server side wrote its own JSONL and latency report through Celery (eager).
+    server_reports = list((tmp_path / "reports").rglob("transcript.jsonl"))
+    assert len(server_reports) == 1
+    assert (server_reports[0].parent / "latency.json").is_file()
+
+
+def test_call_command_fails_clearly_for_a_missing_file(tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}"}
+    done = manage("call", "--agent", "x", "--audio", "nope.wav", "--out", str(tmp_path), env=env)
+    assert done.returncode != 0
+    assert "no such audio file: nope.wav" in done.stderr
