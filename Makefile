@@ -42,7 +42,8 @@ services:
 	@bash scripts/services-check.sh
 
 test: setup services
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	DJANGO_SETTINGS_MODULE=parley.platform.settings.test \
+	    DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	    $(BIN)/python -m pytest -p no:cacheprovider
 
 lint: setup

@@ -15,6 +15,17 @@ from parley.agents.services import agent_create, model_pool_simulator_ensure, sc
 from parley.platform.fleet.models import ModelPool
 
 
+@pytest.fixture(autouse=True)
+async def _close_channel_layer_pools():  # noqa: ANN202
+    """Close channels-redis connections opened on this test's event loop before it closes."""
+    yield
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if hasattr(layer, "close_pools"):
+        await layer.close_pools()
+
+
 @pytest.fixture
 def hospital_agent(db) -> Agent:  # noqa: ANN001
     scenario = scenario_install(slug="hospital")

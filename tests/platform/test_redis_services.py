@@ -26,6 +26,12 @@ from parley.tools.tasks import tool_call_run
 pytestmark = pytest.mark.redis
 
 
+def test_the_suite_runs_with_test_settings_and_eager_celery() -> None:
+    """`make test` must not inherit the development settings from the environment."""
+    assert settings.SETTINGS_MODULE == "parley.platform.settings.test"
+    assert celery_app.conf.task_always_eager is True
+
+
 def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")
     assert url, "REDIS_URL must point at the test Redis server (make test sets it)"
@@ -45,6 +51,7 @@ async def test_channel_layer_round_trip_over_redis_outlives_the_socket_timeout()
     message = await asyncio.wait_for(receiver, 5)
     assert message == {"type": "call.note", "text": "hello"}
     await layer.flush()
+    await layer.close_pools()
 
 
 @pytest.mark.django_db(transaction=True)
