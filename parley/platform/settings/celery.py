@@ -7,7 +7,7 @@ from parley.platform.env import env
 _broker = env.str("CELERY_BROKER_URL", default="") or env.str("REDIS_URL", default="")
 # With no broker the embedded default runs tasks in the calling process.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not _broker)
-CELERY_BROKER_URL = _broker or "memory://"
+CELERY_BROKER_URL = _broker or "memory://localhost/"
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or _broker or "cache+memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
