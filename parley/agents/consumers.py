@@ -255,8 +255,7 @@ class CallConsumer(AsyncWebsocketConsumer):
             await self.session.emit_error(
                 code="frame_too_large",
                 message=(
-                    f"audio frame of {len(frame)} bytes exceeds "
-                    f"{settings.PARLEY_MAX_FRAME_BYTES}"
+                    f"audio frame of {len(frame)} bytes exceeds {settings.PARLEY_MAX_FRAME_BYTES}"
                 ),
             )
             return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+from pathlib import Path
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Max
@@ -12,7 +15,8 @@ from parley.platform.fleet.models import ModelPool
 from parley.tools.models import ToolSchema
 from parley.tools.registry import scenario_tools
 
-#: Scenario domains shipped with Parley: slug → (display name, policy file inside the domain).
+#: Scenario domains shipped with Parley: slug → display name. Each is a package
+#: ``parley.tools.<slug>`` with ``policy.md`` and a ``seed`` module.
 SCENARIO_DOMAINS = {"hospital": "Hospital"}
 
 
@@ -26,9 +30,6 @@ def scenario_install(*, slug: str) -> Scenario:
         raise ApplicationError(
             f"unknown scenario {slug!r}; available: {', '.join(sorted(SCENARIO_DOMAINS))}"
         )
-    from importlib import import_module
-    from pathlib import Path
-
     domain = import_module(f"parley.tools.{slug}")
     policy_path = Path(domain.__file__).parent / "policy.md"
     policy = policy_path.read_text(encoding="utf-8") if policy_path.exists() else ""

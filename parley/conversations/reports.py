@@ -14,9 +14,8 @@ from typing import Any
 
 from django.conf import settings
 
-from parley.agents.voice.metrics import latency_summary
+from parley.agents.voice.metrics import LATENCY_COMPONENTS, latency_summary
 from parley.conversations.models import Conversation
-from parley.conversations.services import LATENCY_FIELDS
 from parley.tools.models import ToolCall
 
 TRANSCRIPT_FORMAT = "parley-transcript/v1"
@@ -24,7 +23,9 @@ LATENCY_FORMAT = "parley-latency/v1"
 
 
 def conversation_latency_report(conversation: Conversation) -> dict[str, Any]:
-    turns = list(conversation.turns.order_by("index").values("index", "status", *LATENCY_FIELDS))
+    turns = list(
+        conversation.turns.order_by("index").values("index", "status", *LATENCY_COMPONENTS)
+    )
     return {
         "format": LATENCY_FORMAT,
         "conversation_id": str(conversation.id),

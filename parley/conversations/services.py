@@ -19,9 +19,6 @@ from parley.agents.models import Agent, PromptVersion
 from parley.agents.voice.metrics import LATENCY_COMPONENTS
 from parley.conversations.models import CallEvent, Conversation, Turn
 
-#: Turn columns filled from the ``turn.metrics`` event (all ms).
-LATENCY_FIELDS = LATENCY_COMPONENTS
-
 
 @transaction.atomic
 def conversation_start(
@@ -85,7 +82,7 @@ def _turn_apply(
     if kind == "transcript.final":
         updates = {"user_text": data.get("text", ""), "status": Turn.Status.RESPONDING}
     elif kind == "turn.metrics":
-        updates = {name: data[name] for name in LATENCY_FIELDS if name in data}
+        updates = {name: data[name] for name in LATENCY_COMPONENTS if name in data}
     elif kind == "turn.ended":
         status = data.get("status", "completed")
         updates = {

@@ -150,6 +150,16 @@ class _Completion:
     max_tokens: int | None
 
 
+def _optional_bool(body: dict[str, Any], name: str, *, default: bool) -> bool:
+    """``body[name]`` as a boolean, ``default`` when absent or null; 400 otherwise."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _BadRequest(f"'{name}' must be a boolean.", name)
+    return value
+
+
 def _parse_completion(body: Any, default_model: str) -> _Completion:
     """Validate a chat-completions body. Raises :class:`_BadRequest`."""
     if not isinstance(body, dict):
@@ -180,11 +190,7 @@ def _parse_completion(body: Any, default_model: str) -> _Completion:
                 f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}.",
                 f"tools[{i}]",
             )
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise _BadRequest("'stream' must be a boolean.", "stream")
+    stream = _optional_bool(body, "stream", default=False)
     stream_options = body.get("stream_options")
     include_usage = False
     if stream_options is not None:
@@ -216,11 +222,7 @@ def _parse_completion(body: Any, default_model: str) -> _Completion:
             or not (low <= value <= high)
         ):
             raise _BadRequest(f"'{name}' must be a number from {low:g} to {high:g}.", name)
-    parallel = body.get("parallel_tool_calls", True)
-    if parallel is None:
-        parallel = True
-    if not isinstance(parallel, bool):
-        raise _BadRequest("'parallel_tool_calls' must be a boolean.", "parallel_tool_calls")
+    parallel = _optional_bool(body, "parallel_tool_calls", default=True)
     tool_choice = body.get("tool_choice")
     if tool_choice is not None and not (
         tool_choice in ("none", "auto", "required") or isinstance(tool_choice, dict)

@@ -159,6 +159,7 @@ class CallSession:
         self._listening: TurnState | None = None  # turn whose caller speech is in progress
         self._responding: TurnState | None = None  # turn whose reply is being produced
         self._reply_task: asyncio.Task[None] | None = None
+        self._speaker_task: asyncio.Task[None] | None = None  # speaks the current reply
         self._segments: list[_Segment] = []
         self._closed = False
         self._emit_lock = asyncio.Lock()
@@ -318,35 +319,29 @@ class CallSession:
         self._reply_task = self._spawn(self._reply(turn, greeting), name=f"reply-{turn.index}")
 
     async def _reply(self, turn: TurnState, greeting: str | None) -> None:
-        if greeting is not None:
-            speech_queue: asyncio.Queue[str | None] = asyncio.Queue()
-            speaker = self._spawn(self._speak(turn, speech_queue), name=f"speak-{turn.index}")
-            turn.agent_text = greeting
-            await self._emit("agent.text", turn.index, text=greeting)
-            speech_queue.put_nowait(greeting)
-            speech_queue.put_nowait(None)
-            await speaker
-            self.history.append({"role": "assistant", "content": turn.spoken_text})
-            turn.status = "completed"
-            await self._finish_reply(turn)
-            return
+        """Produce and speak one reply: the greeting, or the agent loop's answer."""
+        if greeting is None:
+            await self._await_final(turn)
+            turn.status = "responding"
+            if not turn.user_text:
+                # Noise or a word the engine could not make out: nothing to answer.
+                turn.status = "completed"
+                await self._finish_reply(turn)
+                return
+            self.history.append({"role": "user", "content": turn.user_text})
 
-        await self._await_final(turn)
-        turn.status = "responding"
-        if not turn.user_text:
-            # Noise or a word the engine could not make out: nothing to answer.
-            turn.status = "completed"
-            await self._finish_reply(turn)
-            return
-        self.history.append({"role": "user", "content": turn.user_text})
-
-        speech_queue = asyncio.Queue()
-        speaker = self._spawn(self._speak(turn, speech_queue), name=f"speak-{turn.index}")
+        speech_queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._speaker_task = self._spawn(
+            self._speak(turn, speech_queue), name=f"speak-{turn.index}"
+        )
         try:
-            await self._agent_loop(turn, speech_queue)
+            if greeting is None:
+                await self._agent_loop(turn, speech_queue)
+            else:
+                await self._queue_sentence(turn, greeting, speech_queue, time.monotonic())
         finally:
             speech_queue.put_nowait(None)
-        await speaker
+        await self._speaker_task
         if turn.agent_text:
             self.history.append({"role": "assistant", "content": turn.spoken_text})
         if turn.status == "responding":
@@ -608,12 +603,12 @@ class CallSession:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        # Speaker tasks of this reply may still be winding down.
-        for other in list(self._tasks):
-            if other.get_name() == f"speak-{turn.index}":
-                other.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await other
+        # The speaker runs beside the reply task (the LLM may still be streaming): stop it too.
+        speaker = self._speaker_task
+        if speaker is not None and not speaker.done():
+            speaker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await speaker
         turn.spoken_text = spoken
         turn.status = "interrupted"
         if turn.user_text and self.history and self.history[-1].get("role") != "assistant":

@@ -27,6 +27,26 @@ from parley.agents.voice.session import CallSession, SessionSettings
 from parley.agents.voice.stt.base import STT, STTStream
 from parley.agents.voice.tts.base import TTS, TTSError
 
+#: The events of one answered caller turn, in the order they must come (others may interleave).
+TURN_EVENT_ORDER = (
+    "turn.started",
+    "vad.speech_start",
+    "vad.speech_end",
+    "transcript.final",
+    "agent.text",
+    "agent.speaking",
+    "agent.done",
+    "turn.metrics",
+    "turn.ended",
+)
+
+
+def in_turn_order(types: list[str]) -> bool:
+    """True when the first occurrence of each TURN_EVENT_ORDER type comes in that order."""
+    positions = [types.index(kind) for kind in TURN_EVENT_ORDER]
+    return positions == sorted(positions)
+
+
 SPEECH_FRAME = struct.pack("<h", 1000) * 320  # 20 ms at 16 kHz
 SILENCE_FRAME = bytes(640)
 
