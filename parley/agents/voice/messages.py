@@ -59,6 +59,24 @@ class Transcript:
     at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class STTNotice:
+    """Something the STT engine reports besides words, for the call record.
+
+    The session emits it as a ``stt.<kind>`` event with ``data`` as its fields. Kinds used by
+    the Deepgram engine: ``metadata`` (request id, model, audio duration), ``speech_started``
+    and ``utterance_end`` (Deepgram's own VAD and word-gap events, ``audio_ms``),
+    ``reconnected`` (a dropped connection was reopened and unacknowledged audio resent) and
+    ``vendor_error`` (an ``Error`` message from the vendor).
+    """
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+STTMessage = Transcript | STTNotice
+
+
 # ---------------------------------------------------------------- LLM
 
 

@@ -35,6 +35,7 @@ from parley.agents.voice.messages import (
     BYTES_PER_SAMPLE,
     LLMDone,
     SessionEvent,
+    STTNotice,
     TextDelta,
     ToolCallRequest,
     ToolResult,
@@ -121,6 +122,17 @@ class _Segment:
     last_play_end: float | None = None
 
 
+@dataclass(slots=True)
+class _Pacer:
+    """Real-time pacing state of one reply's audio (times are ``time.monotonic()``)."""
+
+    frame_bytes: int
+    frame_s: float
+    lead_s: float
+    play_at: float = 0.0  # when the next frame starts playing at the caller
+    speaking: bool = False
+
+
 class CallSession:
     """The realtime loop of one call. Create, ``await start()``, feed ``push_audio``, ``aclose``.
 
@@ -140,11 +152,15 @@ class CallSession:
         audio: AudioSink,
         settings: SessionSettings,
         history: list[dict[str, Any]] | None = None,
+        fallback_tts: TTS | None = None,
     ) -> None:
+        if fallback_tts is not None and fallback_tts.sample_rate_hz != tts.sample_rate_hz:
+            raise ValueError("the fallback TTS must produce the same sample rate as the TTS")
         self.vad = vad
         self.stt = stt
         self.llm = llm
         self.tts = tts
+        self.fallback_tts = fallback_tts
         self.tools = tools
         self.events = events
         self.audio = audio
@@ -167,8 +183,13 @@ class CallSession:
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        """Open the STT stream, announce the session and speak the greeting (turn 0)."""
-        self._stt_stream = await self.stt.open_stream()
+        """Open the STT stream (and warm the TTS connection meanwhile), announce the session
+        and speak the greeting (turn 0). Raises :class:`STTError` when the STT cannot start."""
+        warm = asyncio.get_running_loop().create_task(self.tts.warm(), name="tts-warm")
+        try:
+            self._stt_stream = await self.stt.open_stream()
+        finally:
+            warm_error = await asyncio.gather(warm, return_exceptions=True)
         self._spawn(self._read_transcripts(self._stt_stream), name="stt-reader")
         await self._emit(
             "session.started",
@@ -182,6 +203,11 @@ class CallSession:
             providers={"stt": self.stt.name, "llm": self.llm.name, "tts": self.tts.name},
             greeting=bool(self.settings.greeting),
         )
+        if isinstance(warm_error[0], Exception):
+            # Not fatal: each reply retries the connection and falls back to the offline engine.
+            await self._emit(
+                "error", 0, code="tts_warm_failed", message=str(warm_error[0]), fatal=False
+            )
         if self.settings.greeting:
             turn = TurnState(index=0, started_at=time.monotonic())
             await self._emit("turn.started", 0, role="agent")
@@ -201,7 +227,10 @@ class CallSession:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        for closer in (self._close_stt, self.llm.aclose, self.tts.aclose):
+        closers = [self._close_stt, self.llm.aclose, self.tts.aclose]
+        if self.fallback_tts is not None:
+            closers.append(self.fallback_tts.aclose)
+        for closer in closers:
             try:
                 await closer()
             except Exception:  # closing must never mask the hang-up
@@ -285,8 +314,11 @@ class CallSession:
 
     async def _read_transcripts(self, stream: STTStream) -> None:
         try:
-            async for transcript in stream:
-                await self._on_transcript(transcript)
+            async for message in stream:
+                if isinstance(message, STTNotice):
+                    await self._emit(f"stt.{message.kind}", self._turn_counter, **message.data)
+                else:
+                    await self._on_transcript(message)
         except STTError as exc:
             await self._emit(
                 "error", self._turn_counter, code="stt_error", message=str(exc), fatal=False
@@ -307,7 +339,9 @@ class CallSession:
             return
         if transcript.text:
             turn.finals.append(transcript.text)
-        if turn is waiting:
+        if turn is waiting and transcript.speech_final:
+            # Only the end-of-speech final (the answer to ``finalize()``) completes the turn;
+            # earlier finals of a long utterance may still be on their way.
             turn.final_event.set()
 
     # ------------------------------------------------------------------ reply path
@@ -477,86 +511,102 @@ class CallSession:
         speech_queue.put_nowait(sentence)
 
     async def _speak(self, turn: TurnState, speech_queue: asyncio.Queue[str | None]) -> None:
-        """Synthesize queued sentences in order and send their audio paced in real time."""
-        rate = self.tts.sample_rate_hz
-        frame_bytes = rate * self.settings.frame_ms // 1000 * BYTES_PER_SAMPLE
-        frame_s = self.settings.frame_ms / 1000
-        lead_s = self.settings.audio_lead_ms / 1000
-        play_at = 0.0  # when the next frame starts playing at the caller
-        pending = b""
-        speaking = False
+        """Synthesize queued sentences in order and send their audio paced in real time.
+
+        When the TTS fails, the rest of this reply is spoken by ``fallback_tts`` (the offline
+        engine), starting with the failed sentence if none of its audio went out.
+        """
+        tts = self.tts
+        pacer = _Pacer(
+            frame_bytes=tts.sample_rate_hz * self.settings.frame_ms // 1000 * BYTES_PER_SAMPLE,
+            frame_s=self.settings.frame_ms / 1000,
+            lead_s=self.settings.audio_lead_ms / 1000,
+        )
         while (sentence := await speech_queue.get()) is not None:
             segment = _Segment(text=sentence)
             self._segments.append(segment)
-            requested_at = time.monotonic()
-            first = True
-            produced = 0
             try:
-                # aclosing: a barge-in kills the TTS engine now, not at garbage collection.
-                audio = self.tts.synthesize(sentence)
-                async with contextlib.aclosing(audio):  # type: ignore[type-var]
-                    async for pcm in audio:
-                        if first:
-                            first = False
-                            turn.metrics.setdefault(
-                                "tts_ttfb_ms", (time.monotonic() - requested_at) * 1000
-                            )
-                        produced += len(pcm)
-                        pending += pcm
-                        while len(pending) >= frame_bytes:
-                            frame, pending = pending[:frame_bytes], pending[frame_bytes:]
-                            play_at, speaking = await self._send_frame(
-                                turn, segment, frame, play_at, speaking, frame_s, lead_s
-                            )
+                await self._speak_sentence(turn, tts, segment, pacer)
             except TTSError as exc:
                 turn.error = f"tts: {exc}"
                 await self._emit(
                     "error", turn.index, code="tts_error", message=str(exc), fatal=False
                 )
-                continue
-            if pending:  # the sentence's tail, padded to a whole frame with silence
-                frame = pending + bytes(frame_bytes - len(pending))
-                pending = b""
-                play_at, speaking = await self._send_frame(
-                    turn, segment, frame, play_at, speaking, frame_s, lead_s
+                fallback = self.fallback_tts
+                if fallback is None or tts is fallback:
+                    continue
+                tts = fallback
+                await self._emit(
+                    "tts.fallback", turn.index, provider=fallback.name, failed=self.tts.name
                 )
-            segment.bytes_total = produced
+                if segment.bytes_sent:
+                    continue  # part of it was heard: go on with the next sentence
+                try:
+                    await self._speak_sentence(turn, tts, segment, pacer)
+                except TTSError as fallback_exc:
+                    await self._emit(
+                        "error",
+                        turn.index,
+                        code="tts_error",
+                        message=str(fallback_exc),
+                        fatal=False,
+                    )
         # Wait until the caller has heard the last frame: barge-in stays possible till then.
-        remaining = play_at - time.monotonic()
+        remaining = pacer.play_at - time.monotonic()
         if remaining > 0:
             await asyncio.sleep(remaining)
         turn.spoken_text = " ".join(s.text for s in self._segments if s.bytes_sent)
-        if speaking:
+        if pacer.speaking:
             await self._emit("agent.done", turn.index, spoken_text=turn.spoken_text)
 
+    async def _speak_sentence(
+        self, turn: TurnState, tts: TTS, segment: _Segment, pacer: _Pacer
+    ) -> None:
+        """Synthesize one sentence and send it frame by frame. Raises :class:`TTSError`."""
+        requested_at = time.monotonic()
+        first = True
+        produced = 0
+        pending = b""
+        frame_bytes = pacer.frame_bytes
+        # aclosing: a barge-in stops the TTS request now, not at garbage collection.
+        audio = tts.synthesize(segment.text)
+        async with contextlib.aclosing(audio):  # type: ignore[type-var]
+            async for pcm in audio:
+                if first:
+                    first = False
+                    turn.metrics.setdefault(
+                        "tts_ttfb_ms", (time.monotonic() - requested_at) * 1000
+                    )
+                produced += len(pcm)
+                pending += pcm
+                while len(pending) >= frame_bytes:
+                    frame, pending = pending[:frame_bytes], pending[frame_bytes:]
+                    await self._send_frame(turn, segment, frame, pacer)
+        if pending:  # the sentence's tail, padded to a whole frame with silence
+            tail = pending + bytes(frame_bytes - len(pending))
+            await self._send_frame(turn, segment, tail, pacer)
+        segment.bytes_total = produced
+
     async def _send_frame(
-        self,
-        turn: TurnState,
-        segment: _Segment,
-        frame: bytes,
-        play_at: float,
-        speaking: bool,
-        frame_s: float,
-        lead_s: float,
-    ) -> tuple[float, bool]:
+        self, turn: TurnState, segment: _Segment, frame: bytes, pacer: _Pacer
+    ) -> None:
         now = time.monotonic()
-        play_at = max(play_at, now)  # an underrun: playback restarts now
-        if not speaking:
-            speaking = True
+        pacer.play_at = max(pacer.play_at, now)  # an underrun: playback restarts now
+        if not pacer.speaking:
+            pacer.speaking = True
             if turn.speech_end_at is not None:
                 turn.metrics["ttfa_ms"] = (now - turn.speech_end_at) * 1000
             await self._emit("agent.speaking", turn.index)
         await self.audio.send_audio(frame)
         if segment.first_play_at is None:
-            segment.first_play_at = play_at
+            segment.first_play_at = pacer.play_at
         segment.bytes_sent += len(frame)
-        play_at += frame_s
-        segment.last_play_end = play_at
-        turn.agent_audio_ms += frame_s * 1000
-        ahead = play_at - time.monotonic() - lead_s
+        pacer.play_at += pacer.frame_s
+        segment.last_play_end = pacer.play_at
+        turn.agent_audio_ms += pacer.frame_s * 1000
+        ahead = pacer.play_at - time.monotonic() - pacer.lead_s
         if ahead > 0:
             await asyncio.sleep(ahead)
-        return play_at, speaking
 
     async def _finish_reply(self, turn: TurnState) -> None:
         self._responding = None

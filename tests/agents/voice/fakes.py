@@ -17,6 +17,7 @@ from parley.agents.voice.messages import (
     LLMChunk,
     LLMDone,
     SessionEvent,
+    STTMessage,
     TextDelta,
     ToolCallRequest,
     ToolResult,
@@ -80,9 +81,12 @@ class FakeVAD:
 
 
 class FakeSTTStream(STTStream):
-    def __init__(self, texts: list[str]) -> None:
+    """Answers each ``finalize()`` with the next text. A text may be a list of messages
+    (``Transcript``/``STTNotice``, or a float: a pause in seconds) to stream instead."""
+
+    def __init__(self, texts: list[str | list[STTMessage | float]]) -> None:
         self.texts = texts
-        self.queue: asyncio.Queue[Transcript | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[STTMessage | float | None] = asyncio.Queue()
         self.frames = 0
         self.closed = False
 
@@ -94,21 +98,28 @@ class FakeSTTStream(STTStream):
 
     async def finalize(self) -> None:
         text = self.texts.pop(0) if self.texts else ""
+        if isinstance(text, list):
+            for message in text:
+                self.queue.put_nowait(message)
+            return
         self.queue.put_nowait(Transcript(text=text, is_final=True, speech_final=True))
 
     async def aclose(self) -> None:
         self.closed = True
         self.queue.put_nowait(None)
 
-    async def __aiter__(self) -> AsyncIterator[Transcript]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[STTMessage]:  # type: ignore[override]
         while (item := await self.queue.get()) is not None:
-            yield item
+            if isinstance(item, float):
+                await asyncio.sleep(item)
+            else:
+                yield item
 
 
 class FakeSTT(STT):
     name = "fake-stt"
 
-    def __init__(self, texts: list[str]) -> None:
+    def __init__(self, texts: list[str | list[STTMessage | float]]) -> None:
         self.stream = FakeSTTStream(texts)
 
     async def open_stream(self) -> STTStream:
@@ -150,11 +161,26 @@ class FakeTTS(TTS):
 
     name = "fake-tts"
 
-    def __init__(self, *, chunk_delay_s: float = 0.0, fail_on: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        chunk_delay_s: float = 0.0,
+        fail_on: str | None = None,
+        warm_error: Exception | None = None,
+        name: str = "fake-tts",
+    ) -> None:
         self.texts: list[str] = []
         self.chunk_delay_s = chunk_delay_s
         self.fail_on = fail_on
         self.cancelled = 0
+        self.warm_error = warm_error
+        self.warmed = 0
+        self.name = name
+
+    async def warm(self) -> None:
+        self.warmed += 1
+        if self.warm_error is not None:
+            raise self.warm_error
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:  # type: ignore[override]
         self.texts.append(text)
@@ -230,10 +256,11 @@ class Harness:
 
 async def run_session(
     *,
-    transcripts: list[str],
+    transcripts: list[str | list[STTMessage | float]],
     responses: list[list[LLMChunk] | Exception],
     settings: SessionSettings | None = None,
     tts: FakeTTS | None = None,
+    fallback_tts: FakeTTS | None = None,
     tools: FakeTools | None = None,
     llm_token_delay_s: float = 0.0,
 ) -> Harness:
@@ -253,6 +280,7 @@ async def run_session(
         audio=recorder,
         settings=settings
         or SessionSettings(system_prompt="You are a test agent.", audio_lead_ms=0),
+        fallback_tts=fallback_tts,
     )
     await session.start()
     return Harness(session, recorder, stt, llm, tts, tools)

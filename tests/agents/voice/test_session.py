@@ -8,7 +8,13 @@ import json
 import pytest
 
 from parley.agents.voice.llm.base import LLMError
-from parley.agents.voice.messages import LLMDone, ToolCallRequest, ToolResult
+from parley.agents.voice.messages import (
+    LLMDone,
+    STTNotice,
+    ToolCallRequest,
+    ToolResult,
+    Transcript,
+)
 from parley.agents.voice.metrics import LATENCY_COMPONENTS
 from parley.agents.voice.session import FALLBACK_REPLY, STEP_CAP_REPLY, SessionSettings
 from tests.agents.voice.fakes import FakeTools, FakeTTS, in_turn_order, run_session, text_response
@@ -235,3 +241,97 @@ async def test_hangup_mid_reply_cancels_every_task() -> None:
     assert h.stt.stream.closed
     assert h.recorder.types()[-1] == "call.ended"
     assert json.dumps(h.recorder.events[-1].as_json())
+
+
+async def test_a_tts_failure_moves_the_rest_of_the_reply_to_the_fallback_engine() -> None:
+    primary = FakeTTS(fail_on="Second", name="cloud-tts")
+    fallback = FakeTTS(name="offline-tts")
+    h = await run_session(
+        transcripts=["hi"],
+        responses=[text_response("First sentence here. Second one fails. Third comes after.")],
+        tts=primary,
+        fallback_tts=fallback,
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    assert primary.texts == ["First sentence here.", "Second one fails."]
+    # The failed sentence had no audio yet: the fallback says it, then the rest of the reply.
+    assert fallback.texts == ["Second one fails.", "Third comes after."]
+    types = h.recorder.types(1)
+    assert types.index("error") < types.index("tts.fallback")
+    assert h.recorder.first("tts.fallback").data == {
+        "provider": "offline-tts",
+        "failed": "cloud-tts",
+    }
+    ended = h.recorder.first("turn.ended").data
+    assert ended["spoken_text"] == "First sentence here. Second one fails. Third comes after."
+    # 10 ms per character at 24 kHz for every sentence, padded to whole 20 ms frames.
+    chars = sum(len(t) for t in ["First sentence here.", "Second one fails.", "Third comes after."])
+    assert len(h.recorder.audio) >= chars * 240 * 2
+
+
+async def test_the_next_reply_tries_the_primary_tts_again() -> None:
+    primary = FakeTTS(fail_on="broken")
+    fallback = FakeTTS()
+    h = await run_session(
+        transcripts=["one", "two"],
+        responses=[text_response("This is broken."), text_response("This works.")],
+        tts=primary,
+        fallback_tts=fallback,
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.say()
+    await h.wait_for("turn.ended", turn=2)
+    await h.session.aclose()
+    assert primary.texts == ["This is broken.", "This works."]
+    assert fallback.texts == ["This is broken."]
+
+
+async def test_tts_warm_up_runs_at_start_and_its_failure_is_not_fatal() -> None:
+    from parley.agents.voice.tts.base import TTSError
+
+    tts = FakeTTS(warm_error=TTSError("vendor unreachable"))
+    h = await run_session(transcripts=["hi"], responses=[text_response("Hello.")], tts=tts)
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    assert tts.warmed == 1
+    warm = h.recorder.first("error").data
+    assert warm["code"] == "tts_warm_failed" and not warm["fatal"]
+    assert h.recorder.first("turn.ended").data["spoken_text"] == "Hello."
+
+
+async def test_stt_notices_become_call_events() -> None:
+    notice = STTNotice("reconnected", {"connection": 2, "resent_ms": 840.0})
+    h = await run_session(
+        transcripts=[[notice, Transcript(text="hello", is_final=True, speech_final=True)]],
+        responses=[text_response("Hi.")],
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    event = h.recorder.first("stt.reconnected")
+    assert event.data == {"connection": 2, "resent_ms": 840.0}
+    assert h.recorder.first("transcript.final").data["text"] == "hello"
+
+
+async def test_only_the_speech_final_ends_the_wait_for_the_transcript() -> None:
+    # Deepgram may send an ordinary final for the first words before the final that answers
+    # Finalize: the turn must wait for the latter and keep both.
+    h = await run_session(
+        transcripts=[
+            [
+                Transcript(text="my order number is", is_final=True),
+                0.2,
+                Transcript(text="one zero four two", is_final=True, speech_final=True),
+            ]
+        ],
+        responses=[text_response("Thanks.")],
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    final = h.recorder.first("transcript.final").data["text"]
+    assert final == "my order number is one zero four two"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 
-from parley.agents.voice.messages import Transcript
+from parley.agents.voice.messages import STTMessage
 
 
 class STTError(RuntimeError):
@@ -46,8 +46,10 @@ class STTStream(abc.ABC):
         """Close the stream (Deepgram ``CloseStream``); the iterator then ends."""
 
     @abc.abstractmethod
-    def __aiter__(self) -> AsyncIterator[Transcript]:
-        """Transcripts in the order the engine produced them."""
+    def __aiter__(self) -> AsyncIterator[STTMessage]:
+        """Transcripts (and :class:`~parley.agents.voice.messages.STTNotice` for the call
+        record) in the order the engine produced them. Raises :class:`STTError` when the
+        engine fails for good (after its own reconnection attempts)."""
 
 
 class STT(abc.ABC):

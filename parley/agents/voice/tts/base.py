@@ -31,5 +31,11 @@ class TTS(abc.ABC):
         Raises :class:`TTSError` (from the iterator) when synthesis fails.
         """
 
+    async def warm(self) -> None:  # noqa: B027 - optional hook
+        """Open connections before the first reply (called once at call start).
+
+        Raises :class:`TTSError`; the session reports it and carries on.
+        """
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections kept warm between turns."""
