@@ -28,6 +28,29 @@ class AgentAdmin(admin.ModelAdmin):
         ("LLM", {"fields": ("model_pool", "tools", "max_tool_steps")}),
         ("Voice", {"fields": ("stt_provider", "tts_provider", "tts_voice", "tts_rate_wpm")}),
         (
+            "Deepgram speech-to-text",
+            {
+                "description": "Used when the STT provider is Deepgram. The API key comes from "
+                "the server's environment (docs/providers.md), never from this form.",
+                "fields": (
+                    "deepgram_model",
+                    "deepgram_language",
+                    "deepgram_endpointing_ms",
+                    "deepgram_utterance_end_ms",
+                    "deepgram_smart_format",
+                    "stt_keyterms",
+                ),
+            },
+        ),
+        (
+            "ElevenLabs text-to-speech",
+            {
+                "description": "Used when the TTS provider is ElevenLabs; the offline voice "
+                "above speaks a reply when ElevenLabs fails.",
+                "fields": ("elevenlabs_voice_id", "elevenlabs_model_id", "elevenlabs_latency"),
+            },
+        ),
+        (
             "Turn-taking",
             {
                 "fields": (

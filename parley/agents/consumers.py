@@ -15,15 +15,22 @@ import logging
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from parley.agents.providers import CallConfig, call_config_build, providers_build
+from parley.agents.providers import (
+    CallConfig,
+    call_config_build,
+    provider_keys_check,
+    providers_build,
+)
 from parley.agents.selectors import agent_get_for_call, prompt_active
 from parley.agents.voice.messages import SessionEvent, ToolCallRequest, ToolResult
 from parley.agents.voice.session import CallSession, SessionSettings
+from parley.agents.voice.stt.base import STTError
 from parley.conversations.models import Conversation
 from parley.conversations.services import call_events_record, conversation_end, conversation_start
 from parley.platform.errors import ApplicationError
@@ -40,11 +47,24 @@ CLOSE_SERVER_ERROR = 4500
 
 @database_sync_to_async
 def _call_open(
-    *, slug: str, user: Any, client: dict[str, Any]
+    *, slug: str, user: Any, client: dict[str, Any], overrides: dict[str, str]
 ) -> tuple[CallConfig, uuid.UUID, dt.datetime]:
     agent = agent_get_for_call(slug=slug, user=user)
     prompt = prompt_active(agent=agent)
-    config = call_config_build(agent=agent, prompt=prompt)
+    if overrides and not (
+        settings.PARLEY_PROVIDER_OVERRIDES or getattr(user, "is_staff", False)
+    ):
+        raise ApplicationError(
+            "this server does not let calls choose their providers",
+            extra={"code": "overrides_not_allowed"},
+        )
+    config = call_config_build(
+        agent=agent,
+        prompt=prompt,
+        stt_provider=overrides.get("stt"),
+        tts_provider=overrides.get("tts"),
+    )
+    provider_keys_check(config)  # refuse now, with a clear message, not mid-call
     conversation = conversation_start(
         agent=agent,
         prompt_version=prompt,
@@ -56,6 +76,12 @@ def _call_open(
         client=client,
     )
     return config, conversation.id, conversation.started_at
+
+
+def _provider_overrides(scope: dict[str, Any]) -> dict[str, str]:
+    """``?stt=...&tts=...`` of the caller socket's URL (validated by ``call_config_build``)."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return {key: query[key][-1] for key in ("stt", "tts") if query.get(key)}
 
 
 class EventRecorder:
@@ -171,7 +197,10 @@ class CallConsumer(AsyncWebsocketConsumer):
         }
         try:
             config, self.conversation_id, started_at = await _call_open(
-                slug=slug, user=self.scope.get("user"), client=client
+                slug=slug,
+                user=self.scope.get("user"),
+                client=client,
+                overrides=_provider_overrides(self.scope),
             )
             providers = await providers_build(config)
         except ApplicationError as exc:
@@ -197,6 +226,7 @@ class CallConsumer(AsyncWebsocketConsumer):
             stt=providers.stt,
             llm=providers.llm,
             tts=providers.tts,
+            fallback_tts=providers.fallback_tts,
             tools=CeleryToolRunner(
                 conversation_id=self.conversation_id,
                 scenario=config.scenario,
@@ -216,6 +246,20 @@ class CallConsumer(AsyncWebsocketConsumer):
         )
         try:
             await self.session.start()
+        except STTError as exc:
+            # The speech-to-text vendor refused or is unreachable: say so, then hang up.
+            await self.send_json_safe(
+                {
+                    "type": "error",
+                    "turn": 0,
+                    "t_ms": 0,
+                    "code": "stt_unavailable",
+                    "message": str(exc),
+                    "fatal": True,
+                }
+            )
+            await self._end(status=Conversation.Status.ERROR, reason=f"start failed: {exc}")
+            await self.close(code=CLOSE_SERVER_ERROR)
         except Exception as exc:
             logger.exception("call could not start")
             await self._end(status=Conversation.Status.ERROR, reason=f"start failed: {exc}")

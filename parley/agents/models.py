@@ -24,9 +24,11 @@ class Agent(models.Model):
 
     class STTProvider(models.TextChoices):
         POCKETSPHINX = "pocketsphinx", "Offline (PocketSphinx)"
+        DEEPGRAM = "deepgram", "Deepgram (live streaming)"
 
     class TTSProvider(models.TextChoices):
         ESPEAK = "espeak-ng", "Offline (eSpeak NG)"
+        ELEVENLABS = "elevenlabs", "ElevenLabs (HTTP streaming)"
 
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=100)
@@ -47,9 +49,46 @@ class Agent(models.Model):
     tts_provider = models.CharField(
         max_length=30, choices=TTSProvider.choices, default=TTSProvider.ESPEAK
     )
-    tts_voice = models.CharField(max_length=100, default="en-us")
+    tts_voice = models.CharField(
+        max_length=100,
+        default="en-us",
+        help_text="Offline (eSpeak NG) voice; also the fallback voice when a cloud TTS fails.",
+    )
     tts_rate_wpm = models.PositiveIntegerField(
         default=175, validators=[MinValueValidator(80), MaxValueValidator(400)]
+    )
+
+    # Deepgram (used when stt_provider is "deepgram"; see docs/providers.md)
+    deepgram_model = models.CharField(max_length=50, default="nova-3")
+    deepgram_language = models.CharField(max_length=20, default="en-US")
+    deepgram_endpointing_ms = models.PositiveIntegerField(
+        default=300,
+        validators=[MaxValueValidator(5000)],
+        help_text="Deepgram's own silence endpointing (ms); 0 turns it off.",
+    )
+    deepgram_utterance_end_ms = models.PositiveIntegerField(
+        default=1000,
+        validators=[MaxValueValidator(5000)],
+        help_text="Word gap that sends UtteranceEnd (ms, >= 1000); 0 turns it off.",
+    )
+    deepgram_smart_format = models.BooleanField(default=True)
+    stt_keyterms = models.TextField(
+        blank=True,
+        help_text=(
+            "Extra words to boost, one per line (the scenario's doctor, patient and product "
+            "names are added automatically)."
+        ),
+    )
+
+    # ElevenLabs (used when tts_provider is "elevenlabs")
+    elevenlabs_voice_id = models.CharField(
+        max_length=64, default="21m00Tcm4TlvDq8ikWAM", help_text="ElevenLabs voice id."
+    )
+    elevenlabs_model_id = models.CharField(max_length=50, default="eleven_turbo_v2_5")
+    elevenlabs_latency = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MaxValueValidator(4)],
+        help_text="optimize_streaming_latency: 0 best quality ... 4 lowest latency.",
     )
 
     # Turn-taking (defaults: see parley.agents.voice.vad.VADSettings)
@@ -79,6 +118,14 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if 0 < self.deepgram_utterance_end_ms < 1000:
+            raise ValidationError(
+                {"deepgram_utterance_end_ms": "Deepgram needs at least 1000 ms (or 0 for off)."}
+            )
 
 
 class PromptVersion(models.Model):

@@ -1,22 +1,29 @@
 """Builds a call's providers from the agent configuration: the one place engines are chosen.
 
 :class:`CallConfig` is a plain snapshot of everything a call needs, read from the database
-once at connect time, so the voice loop never touches the ORM.
+once at connect time, so the voice loop never touches the ORM. :func:`provider_keys_check`
+runs before the call is accepted, so an agent whose cloud provider has no API key is refused
+at start with a message naming the environment variable, never mid-call. Keys are read from
+the environment at call start (the variable names are settings) and never stored or logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from django.conf import settings
 
 from parley.agents.models import Agent, PromptVersion
 from parley.agents.voice.llm.base import LLM
 from parley.agents.voice.llm.openai_compat import OpenAICompatLLM, OpenAICompatSettings
 from parley.agents.voice.stt.base import STT
+from parley.agents.voice.stt.deepgram import DeepgramSettings, DeepgramSTT
 from parley.agents.voice.stt.pocketsphinx import PocketsphinxSettings, PocketsphinxSTT
 from parley.agents.voice.tts.base import TTS
+from parley.agents.voice.tts.elevenlabs import ElevenLabsSettings, ElevenLabsTTS
 from parley.agents.voice.tts.espeak import EspeakSettings, EspeakTTS
 from parley.agents.voice.vad import StreamingVAD, VADSettings
 from parley.platform.errors import ApplicationError
@@ -38,6 +45,15 @@ class CallConfig:
     tts_provider: str
     tts_voice: str
     tts_rate_wpm: int
+    deepgram_model: str
+    deepgram_language: str
+    deepgram_endpointing_ms: int | None
+    deepgram_utterance_end_ms: int | None
+    deepgram_smart_format: bool
+    stt_keyterms: tuple[str, ...]
+    elevenlabs_voice_id: str
+    elevenlabs_model_id: str
+    elevenlabs_latency: int
     pool_kind: str
     llm_base_url: str
     llm_model: str
@@ -55,10 +71,41 @@ class Providers:
     stt: STT
     llm: LLM
     tts: TTS
+    #: Speaks the rest of a reply when a cloud TTS fails (``None`` for the offline engine).
+    fallback_tts: TTS | None = None
 
 
-def call_config_build(*, agent: Agent, prompt: PromptVersion | None) -> CallConfig:
-    """Snapshot the agent for one call (runs in a sync context: touches the ORM)."""
+def call_config_build(
+    *,
+    agent: Agent,
+    prompt: PromptVersion | None,
+    stt_provider: str | None = None,
+    tts_provider: str | None = None,
+) -> CallConfig:
+    """Snapshot the agent for one call (runs in a sync context: touches the ORM).
+
+    ``stt_provider``/``tts_provider`` override the agent's choice for this call. Raises
+    ``ApplicationError`` (code ``bad_provider``) for a provider Parley does not know.
+    """
+    from parley.tools.registry import scenario_keyterms
+
+    stt_provider = stt_provider or agent.stt_provider
+    tts_provider = tts_provider or agent.tts_provider
+    if stt_provider not in Agent.STTProvider.values:
+        raise ApplicationError(
+            f"unknown STT provider {stt_provider!r} (known: {', '.join(Agent.STTProvider.values)})",
+            extra={"code": "bad_provider"},
+        )
+    if tts_provider not in Agent.TTSProvider.values:
+        raise ApplicationError(
+            f"unknown TTS provider {tts_provider!r} (known: {', '.join(Agent.TTSProvider.values)})",
+            extra={"code": "bad_provider"},
+        )
+    keyterms: tuple[str, ...] = ()
+    if stt_provider == Agent.STTProvider.DEEPGRAM:
+        keyterms = tuple(
+            scenario_keyterms(scenario=agent.scenario.domain, extra=agent.stt_keyterms.splitlines())
+        )
     tools = tuple(t.as_openai_tool() for t in agent.tools.order_by("name"))
     pool = agent.model_pool
     policy = agent.scenario.policy.strip()
@@ -81,10 +128,19 @@ def call_config_build(*, agent: Agent, prompt: PromptVersion | None) -> CallConf
             pre_roll_ms=agent.pre_roll_ms,
             max_utterance_ms=agent.max_utterance_ms,
         ),
-        stt_provider=agent.stt_provider,
-        tts_provider=agent.tts_provider,
+        stt_provider=stt_provider,
+        tts_provider=tts_provider,
         tts_voice=agent.tts_voice,
         tts_rate_wpm=agent.tts_rate_wpm,
+        deepgram_model=agent.deepgram_model,
+        deepgram_language=agent.deepgram_language,
+        deepgram_endpointing_ms=agent.deepgram_endpointing_ms or None,
+        deepgram_utterance_end_ms=agent.deepgram_utterance_end_ms or None,
+        deepgram_smart_format=agent.deepgram_smart_format,
+        stt_keyterms=keyterms,
+        elevenlabs_voice_id=agent.elevenlabs_voice_id,
+        elevenlabs_model_id=agent.elevenlabs_model_id,
+        elevenlabs_latency=agent.elevenlabs_latency,
         pool_kind=pool.kind,
         llm_base_url=pool.base_url,
         llm_model=pool.model,
@@ -97,14 +153,95 @@ def call_config_build(*, agent: Agent, prompt: PromptVersion | None) -> CallConf
     )
 
 
+@dataclass(frozen=True)
+class ProviderKeys:
+    """API keys for one call, read from the environment. Never logged (``repr=False``)."""
+
+    deepgram: str = field(default="", repr=False)
+    elevenlabs: str = field(default="", repr=False)
+    llm: str = field(default="", repr=False)
+
+
+def _key_from_env(variable: str, *, needed_by: str, agent: str) -> str:
+    key = os.environ.get(variable, "").strip() if variable else ""
+    if not key:
+        raise ApplicationError(
+            f"agent {agent!r} uses {needed_by}, but the environment variable {variable!r} "
+            "holding its API key is not set on the server (see docs/providers.md)",
+            extra={"code": "provider_not_configured"},
+        )
+    return key
+
+
+def provider_keys_check(config: CallConfig) -> ProviderKeys:
+    """Read the API keys the call's providers need. Raises ``ApplicationError`` (code
+    ``provider_not_configured``) naming the missing environment variable."""
+    deepgram = elevenlabs = llm = ""
+    if config.stt_provider == Agent.STTProvider.DEEPGRAM:
+        deepgram = _key_from_env(
+            settings.DEEPGRAM_API_KEY_ENV,
+            needed_by="Deepgram speech-to-text",
+            agent=config.agent_slug,
+        )
+    if config.tts_provider == Agent.TTSProvider.ELEVENLABS:
+        elevenlabs = _key_from_env(
+            settings.ELEVENLABS_API_KEY_ENV,
+            needed_by="ElevenLabs text-to-speech",
+            agent=config.agent_slug,
+        )
+    if config.pool_kind != ModelPool.Kind.SIMULATOR and config.llm_api_key_env:
+        llm = _key_from_env(
+            config.llm_api_key_env,
+            needed_by=f"the LLM endpoint {config.llm_base_url}",
+            agent=config.agent_slug,
+        )
+    return ProviderKeys(deepgram=deepgram, elevenlabs=elevenlabs, llm=llm)
+
+
+def _stt_build(config: CallConfig, keys: ProviderKeys) -> STT:
+    if config.stt_provider == Agent.STTProvider.DEEPGRAM:
+        return DeepgramSTT(
+            DeepgramSettings(
+                api_key=keys.deepgram,
+                url=settings.DEEPGRAM_URL,
+                model=config.deepgram_model,
+                language=config.deepgram_language,
+                endpointing_ms=config.deepgram_endpointing_ms,
+                utterance_end_ms=config.deepgram_utterance_end_ms,
+                smart_format=config.deepgram_smart_format,
+                keyterms=config.stt_keyterms,
+                keepalive_interval_s=settings.DEEPGRAM_KEEPALIVE_S,
+                max_reconnects=settings.DEEPGRAM_MAX_RECONNECTS,
+            )
+        )
+    return PocketsphinxSTT(settings=PocketsphinxSettings(pre_roll_ms=config.vad.pre_roll_ms))
+
+
+def _tts_build(config: CallConfig, keys: ProviderKeys) -> tuple[TTS, TTS | None]:
+    offline = EspeakTTS(
+        settings=EspeakSettings(voice=config.tts_voice, rate_wpm=config.tts_rate_wpm)
+    )
+    if config.tts_provider == Agent.TTSProvider.ELEVENLABS:
+        cloud = ElevenLabsTTS(
+            ElevenLabsSettings(
+                api_key=keys.elevenlabs,
+                url=settings.ELEVENLABS_URL,
+                voice_id=config.elevenlabs_voice_id,
+                model_id=config.elevenlabs_model_id,
+                optimize_streaming_latency=config.elevenlabs_latency,
+                timeout_s=settings.ELEVENLABS_TIMEOUT_S,
+            )
+        )
+        return cloud, offline
+    return offline, None
+
+
 async def providers_build(config: CallConfig) -> Providers:
-    """Instantiate the engines a call uses. Raises ``ApplicationError`` for unknown ones."""
-    if config.stt_provider != Agent.STTProvider.POCKETSPHINX:
-        raise ApplicationError(f"unknown STT provider {config.stt_provider!r}")
-    if config.tts_provider != Agent.TTSProvider.ESPEAK:
-        raise ApplicationError(f"unknown TTS provider {config.tts_provider!r}")
-    stt = PocketsphinxSTT(settings=PocketsphinxSettings(pre_roll_ms=config.vad.pre_roll_ms))
-    tts = EspeakTTS(settings=EspeakSettings(voice=config.tts_voice, rate_wpm=config.tts_rate_wpm))
+    """Instantiate the engines a call uses. Raises ``ApplicationError`` for unknown providers
+    and missing keys (before anything is connected)."""
+    keys = provider_keys_check(config)
+    stt = _stt_build(config, keys)
+    tts, fallback_tts = _tts_build(config, keys)
     if config.pool_kind == ModelPool.Kind.SIMULATOR:
         from parley.agents.simulator_runtime import simulator_base_url
 
@@ -116,7 +253,7 @@ async def providers_build(config: CallConfig) -> Providers:
         if not config.llm_base_url:
             raise ApplicationError("the agent's model pool has no base URL")
         base_url = config.llm_base_url
-        api_key = os.environ.get(config.llm_api_key_env, "") if config.llm_api_key_env else ""
+        api_key = keys.llm
     llm = OpenAICompatLLM(
         OpenAICompatSettings(
             base_url=base_url,
@@ -127,4 +264,6 @@ async def providers_build(config: CallConfig) -> Providers:
             timeout_s=config.llm_timeout_s,
         )
     )
-    return Providers(vad=StreamingVAD(config.vad), stt=stt, llm=llm, tts=tts)
+    return Providers(
+        vad=StreamingVAD(config.vad), stt=stt, llm=llm, tts=tts, fallback_tts=fallback_tts
+    )

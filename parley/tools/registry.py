@@ -68,6 +68,10 @@ class UnknownToolError(LookupError):
 
 
 _REGISTRY: dict[str, dict[str, ToolSpec]] = {}
+_KEYTERMS: dict[str, Callable[[], list[str]]] = {}
+
+#: Deepgram accepts a bounded prompt of key terms; more terms dilute the boost anyway.
+MAX_KEYTERMS = 100
 
 
 def scenario_tools_register(
@@ -103,6 +107,27 @@ def scenario_tools_register(
         )
         for name, schema in by_name.items()
     }
+
+
+def scenario_keyterms_register(*, scenario: str, func: Callable[[], list[str]]) -> None:
+    """Register the function listing a scenario's proper names (people, products...) that
+    cloud STT should be told about (Deepgram ``keyterm``). It runs against the database."""
+    _KEYTERMS[scenario] = func
+
+
+def scenario_keyterms(*, scenario: str, extra: Iterable[str] = ()) -> list[str]:
+    """``extra`` terms then the scenario's, de-duplicated (case-insensitive), in order, at
+    most :data:`MAX_KEYTERMS`. Touches the ORM: call from a sync context."""
+    func = _KEYTERMS.get(scenario)
+    terms = [*extra, *(func() if func else [])]
+    seen: set[str] = set()
+    result: list[str] = []
+    for term in terms:
+        clean = " ".join(str(term).split())
+        if clean and clean.lower() not in seen:
+            seen.add(clean.lower())
+            result.append(clean)
+    return result[:MAX_KEYTERMS]
 
 
 def scenario_tools(*, scenario: str) -> dict[str, ToolSpec]:

@@ -68,12 +68,19 @@ class WSCall:
     close_code: int | None = None
 
     async def pump(self, timeout: float = 0.01) -> None:
+        """Collect what the server sends for ``timeout`` seconds (a deadline, not an idle
+        time: an agent speaking sends a frame every 20 ms and must not starve the caller)."""
         # Read the output queue directly: receive_output() kills the application on a time-out.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
             if self.communicator.future.done():
                 self.communicator.future.result()  # surface the consumer's exception
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
             try:
-                message = await asyncio.wait_for(self.communicator.output_queue.get(), timeout)
+                message = await asyncio.wait_for(self.communicator.output_queue.get(), remaining)
             except TimeoutError:
                 return
             if message["type"] == "websocket.close":
@@ -109,10 +116,11 @@ class WSCall:
         return [e for e in self.events if e["type"] == kind]
 
 
-async def ws_call(slug: str) -> WSCall:
+async def ws_call(slug: str, *, query: str = "") -> WSCall:
     from parley.platform.asgi import application
 
-    communicator = WebsocketCommunicator(application, f"/ws/agents/{slug}/call")
+    path = f"/ws/agents/{slug}/call" + (f"?{query}" if query else "")
+    communicator = WebsocketCommunicator(application, path)
     connected, _ = await communicator.connect(timeout=30)
     assert connected
     call = WSCall(communicator)

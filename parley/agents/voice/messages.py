@@ -107,6 +107,8 @@ class LLMDone:
     tool_calls: tuple[ToolCallRequest, ...] = ()
     finish_reason: str | None = None
     model: str | None = None
+    #: Token counts when the server sent a usage chunk (``prompt_tokens``, ``completion_tokens``).
+    usage: dict[str, int] | None = None
 
 
 LLMChunk = TextDelta | LLMDone

@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 #: Spoken when the LLM fails or the tool-step cap is hit, so the caller is never left in silence.
 FALLBACK_REPLY = "Sorry, I'm having trouble with that right now. Could you say it again?"
 STEP_CAP_REPLY = "Sorry, that is taking me too many steps. Could you put it another way?"
+#: At hang-up, how long the STT stream's last messages may take to arrive (s).
+_STT_DRAIN_S = 1.0
 
 
 class EventSink(Protocol):
@@ -170,6 +172,7 @@ class CallSession:
             self.history.append({"role": "system", "content": settings.system_prompt})
         self._t0 = time.monotonic()
         self._stt_stream: STTStream | None = None
+        self._stt_reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_counter = 0
         self._listening: TurnState | None = None  # turn whose caller speech is in progress
@@ -188,9 +191,16 @@ class CallSession:
         warm = asyncio.get_running_loop().create_task(self.tts.warm(), name="tts-warm")
         try:
             self._stt_stream = await self.stt.open_stream()
-        finally:
-            warm_error = await asyncio.gather(warm, return_exceptions=True)
-        self._spawn(self._read_transcripts(self._stt_stream), name="stt-reader")
+        except BaseException:
+            # The call cannot start: release what the warm-up (and the LLM client) opened.
+            await asyncio.gather(warm, return_exceptions=True)
+            self._closed = True
+            await self._close_providers()
+            raise
+        warm_error = await asyncio.gather(warm, return_exceptions=True)
+        self._stt_reader = self._spawn(
+            self._read_transcripts(self._stt_stream), name="stt-reader"
+        )
         await self._emit(
             "session.started",
             0,
@@ -223,11 +233,24 @@ class CallSession:
         if self._listening is not None and not self._listening.ended:
             self._listening.status = "completed" if self._listening.user_text else "abandoned"
             await self._end_turn(self._listening)
+        if self._stt_stream is not None:
+            # CloseStream first, and let the reader record what the engine says last (its
+            # final results and, for Deepgram, the Metadata summary) before it is cancelled.
+            try:
+                await self._stt_stream.aclose()
+            except Exception:
+                logger.exception("error while closing the STT stream")
+            if self._stt_reader is not None:
+                await asyncio.wait({self._stt_reader}, timeout=_STT_DRAIN_S)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        closers = [self._close_stt, self.llm.aclose, self.tts.aclose]
+        await self._close_providers()
+        await self._emit("call.ended", self._turn_counter, reason=reason)
+
+    async def _close_providers(self) -> None:
+        closers = [self.llm.aclose, self.tts.aclose]
         if self.fallback_tts is not None:
             closers.append(self.fallback_tts.aclose)
         for closer in closers:
@@ -235,11 +258,6 @@ class CallSession:
                 await closer()
             except Exception:  # closing must never mask the hang-up
                 logger.exception("error while closing a provider")
-        await self._emit("call.ended", self._turn_counter, reason=reason)
-
-    async def _close_stt(self) -> None:
-        if self._stt_stream is not None:
-            await self._stt_stream.aclose()
 
     def _spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)

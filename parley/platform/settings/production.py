@@ -11,3 +11,5 @@ DATABASES = {"default": env.db("DATABASE_URL")}
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Callers pick nothing: the agent's configured providers only (staff may still override).
+PARLEY_PROVIDER_OVERRIDES = env.bool("PARLEY_PROVIDER_OVERRIDES", default=False)

@@ -16,3 +16,19 @@ PARLEY_STT_FINAL_TIMEOUT_MS = env.int("PARLEY_STT_FINAL_TIMEOUT_MS", default=3_0
 PARLEY_AUDIO_LEAD_MS = env.int("PARLEY_AUDIO_LEAD_MS", default=120)
 #: Tool-call result wait when Celery runs a real worker (s).
 PARLEY_TOOL_TIMEOUT_S = env.float("PARLEY_TOOL_TIMEOUT_S", default=20.0)
+
+# Cloud providers (docs/providers.md). URLs are settings so tests and on-premises proxies can
+# redirect the SDKs; keys are read from the environment variables named here at call start,
+# never stored in the database or logged.
+DEEPGRAM_URL = env.str("DEEPGRAM_URL", default="wss://api.deepgram.com")
+DEEPGRAM_API_KEY_ENV = env.str("DEEPGRAM_API_KEY_ENV", default="DEEPGRAM_API_KEY")
+#: Seconds without caller audio after which a KeepAlive goes to Deepgram (it closes at 10 s).
+DEEPGRAM_KEEPALIVE_S = env.float("DEEPGRAM_KEEPALIVE_S", default=4.0)
+#: Consecutive reconnection attempts after a dropped Deepgram connection.
+DEEPGRAM_MAX_RECONNECTS = env.int("DEEPGRAM_MAX_RECONNECTS", default=3)
+ELEVENLABS_URL = env.str("ELEVENLABS_URL", default="https://api.elevenlabs.io")
+ELEVENLABS_API_KEY_ENV = env.str("ELEVENLABS_API_KEY_ENV", default="ELEVENLABS_API_KEY")
+ELEVENLABS_TIMEOUT_S = env.float("ELEVENLABS_TIMEOUT_S", default=10.0)
+#: Whether a call may pick other providers than its agent's (``?stt=deepgram&tts=elevenlabs``
+#: on the caller socket, ``manage.py call --stt/--tts``). Staff users always may.
+PARLEY_PROVIDER_OVERRIDES = env.bool("PARLEY_PROVIDER_OVERRIDES", default=True)

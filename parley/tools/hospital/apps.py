@@ -18,8 +18,9 @@ class HospitalConfig(AppConfig):
         Raises ``ValueError`` (from the registry) if ``tools.json`` and the implementations
         in :mod:`parley.tools.hospital.tools` disagree on the tool names.
         """
+        from parley.tools.hospital.seed import hospital_keyterms
         from parley.tools.hospital.tools import HOSPITAL_SIDE_EFFECTING, HOSPITAL_TOOLS
-        from parley.tools.registry import scenario_tools_register
+        from parley.tools.registry import scenario_keyterms_register, scenario_tools_register
 
         scenario_tools_register(
             scenario="hospital",
@@ -27,3 +28,4 @@ class HospitalConfig(AppConfig):
             functions=HOSPITAL_TOOLS,
             side_effecting=HOSPITAL_SIDE_EFFECTING,
         )
+        scenario_keyterms_register(scenario="hospital", func=hospital_keyterms)

@@ -121,3 +121,16 @@ def hospital_state_digest(*, state: dict[str, Any] | None = None) -> str:
     if state is None:
         state = hospital_state_export()
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def hospital_keyterms() -> list[str]:
+    """Names a caller may say that a general STT model would misspell: doctors (without the
+    "Dr." title), patients, departments and medications, in that order."""
+    doctors = [
+        name.removeprefix("Dr. ").removeprefix("Dr ")
+        for name in Doctor.objects.order_by("pk").values_list("name", flat=True)
+    ]
+    patients = list(Patient.objects.order_by("pk").values_list("name", flat=True))
+    departments = list(Department.objects.order_by("pk").values_list("name", flat=True))
+    medications = list(Medication.objects.order_by("pk").values_list("medication_name", flat=True))
+    return [*doctors, *patients, *departments, *medications]

@@ -481,3 +481,46 @@ def test_settings_keep_the_api_key_out_of_repr() -> None:
     assert SECRET not in repr(settings)
     assert (settings.temperature, settings.max_tokens, settings.max_retries) == (0.2, 300, 0)
     assert settings.parallel_tool_calls is None
+
+
+async def test_empty_chunks_usage_chunks_and_interleaved_tool_deltas(
+    make_llm: Callable[..., OpenAICompatLLM],
+) -> None:
+    # What vLLM and OpenAI send at the edges: a chunk without choices (keep-alive), an empty
+    # delta, two tool calls whose argument deltas interleave by index, and a final usage
+    # chunk without choices (stream_options.include_usage).
+    no_choices = {**chunk({}), "choices": []}
+    usage = {
+        **chunk({}),
+        "choices": [],
+        "usage": {"prompt_tokens": 812, "completion_tokens": 41, "total_tokens": 853},
+    }
+
+    def call_delta(index: int, **fields: Any) -> dict[str, Any]:
+        return chunk({"tool_calls": [{"index": index, **fields}]})
+
+    frames: list[dict[str, Any] | str] = [
+        no_choices,
+        chunk({"role": "assistant", "content": ""}),
+        chunk({}),
+        chunk({"content": "Checking both. "}),
+        call_delta(0, id="call_0", type="function", function={"name": "get_doctor_info"}),
+        call_delta(1, id="call_1", type="function", function={"name": "get_patient_info"}),
+        call_delta(1, function={"arguments": '{"patient_identifier": '}),
+        call_delta(0, function={"arguments": '{"doctor_identifier": '}),
+        call_delta(0, function={"arguments": '"D1002"}'}),
+        call_delta(1, function={"arguments": '"P1001"}'}),
+        no_choices,
+        chunk({}, finish_reason="tool_calls"),
+        usage,
+    ]
+    async with fake_server(frames) as base_url:
+        deltas, done = await collect(make_llm(base_url))
+
+    assert [d.text for d in deltas] == ["Checking both. "]
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in done.tool_calls] == [
+        ("call_0", "get_doctor_info", {"doctor_identifier": "D1002"}),
+        ("call_1", "get_patient_info", {"patient_identifier": "P1001"}),
+    ]
+    assert done.finish_reason == "tool_calls"
+    assert done.usage == {"prompt_tokens": 812, "completion_tokens": 41, "total_tokens": 853}

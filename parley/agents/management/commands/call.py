@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import urlencode
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -31,15 +32,30 @@ class Command(BaseCommand):
             "--url", default="", help="server, e.g. ws://127.0.0.1:8000 (default: in-process)"
         )
         parser.add_argument("--timeout", type=float, default=60.0, help="reply time-out (s)")
+        parser.add_argument(
+            "--stt",
+            default="",
+            help="speech-to-text provider for this call (pocketsphinx, deepgram); "
+            "default: the agent's",
+        )
+        parser.add_argument(
+            "--tts",
+            default="",
+            help="text-to-speech provider for this call (espeak-ng, elevenlabs); "
+            "default: the agent's",
+        )
 
     def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
         for path in options["audio"]:
             if not path.is_file():
                 raise CommandError(f"no such audio file: {path}")
         slug = options["agent"]
+        overrides = {key: options[key] for key in ("stt", "tts") if options[key]}
+        query = f"?{urlencode(overrides)}" if overrides else ""
 
         async def place(base: str) -> object:
             url = base if "/ws/" in base else f"{base.rstrip('/')}/ws/agents/{slug}/call"
+            url += query
             self.stdout.write(f"calling {url} with {', '.join(map(str, options['audio']))}")
             return await call_run(
                 url=url, audio_paths=options["audio"], reply_timeout_s=options["timeout"]

@@ -102,6 +102,7 @@ class OpenAICompatLLM(LLM):
         calls = _ToolCallAccumulator()
         finish_reason: str | None = None
         model: str | None = None
+        usage: dict[str, int] | None = None
         try:
             response = await self._client.chat.completions.create(**request)
             # ``async with`` closes the HTTP response on every exit: normal end, error, the
@@ -110,6 +111,11 @@ class OpenAICompatLLM(LLM):
             async with response as chunks:
                 async for chunk in chunks:
                     model = model or getattr(chunk, "model", None)
+                    # Usage arrives in its own chunk with no choices (``include_usage``);
+                    # keep-alive chunks have no choices either: both fall through the loop.
+                    chunk_usage = getattr(chunk, "usage", None)
+                    if chunk_usage is not None:
+                        usage = _usage(chunk_usage)
                     for choice in getattr(chunk, "choices", None) or ():
                         if getattr(choice, "index", 0) not in (0, None):
                             continue  # n=1 is requested; ignore stray extra choices
@@ -154,7 +160,9 @@ class OpenAICompatLLM(LLM):
                 f"LLM stream from {self.settings.base_url} ended without a finish_reason "
                 "(response cut short)"
             )
-        yield LLMDone(tool_calls=calls.result(), finish_reason=finish_reason, model=model)
+        yield LLMDone(
+            tool_calls=calls.result(), finish_reason=finish_reason, model=model, usage=usage
+        )
 
     async def aclose(self) -> None:
         """Close the pooled HTTP connections."""
@@ -197,6 +205,12 @@ class OpenAICompatLLM(LLM):
         if key and len(key) >= 4 and key in text:
             text = text.replace(key, "***")
         return text
+
+
+def _usage(raw: Any) -> dict[str, int]:
+    """The integer token counts of a usage object (OpenAI and vLLM send the same fields)."""
+    fields = ("prompt_tokens", "completion_tokens", "total_tokens")
+    return {name: value for name in fields if isinstance(value := getattr(raw, name, None), int)}
 
 
 @dataclass(slots=True)
