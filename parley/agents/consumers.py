@@ -160,6 +160,7 @@ class CeleryToolRunner:
             call_id=call.id,
             name=call.name,
             arguments_raw=call.arguments,
+            scenario=self.scenario,
         )
         try:
             # The broker publish and the wait for the result block: never on the event loop,

@@ -26,6 +26,14 @@ class Conversation(models.Model):
     end_reason = models.CharField(max_length=200, blank=True)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+    environment = models.ForeignKey(
+        "tools.Environment",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+        help_text="The scenario sandbox its tools ran in (evaluations); empty: live data.",
+    )
     providers = models.JSONField(default=dict, help_text="STT/LLM/TTS engines used.")
     client = models.JSONField(default=dict, help_text="Caller address and user agent.")
     transcript_path = models.CharField(max_length=500, blank=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 
@@ -47,7 +49,21 @@ class ToolCall(models.Model):
         ERROR = "error"
 
     conversation = models.ForeignKey(
-        "conversations.Conversation", on_delete=models.CASCADE, related_name="tool_calls"
+        "conversations.Conversation",
+        on_delete=models.CASCADE,
+        related_name="tool_calls",
+        null=True,
+        blank=True,
+        help_text="Empty for calls made by a replay (no conversation).",
+    )
+    scenario = models.CharField(max_length=50, blank=True)
+    environment = models.ForeignKey(
+        "tools.Environment",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="tool_calls",
+        help_text="The sandbox it ran in; empty: live data.",
     )
     turn = models.ForeignKey(
         "conversations.Turn", on_delete=models.CASCADE, related_name="tool_calls", null=True
@@ -74,3 +90,34 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}({self.call_id})"
+
+
+class Environment(models.Model):
+    """One copy of a scenario's data. ``kind`` live: the main database; sandbox: its own."""
+
+    class Kind(models.TextChoices):
+        LIVE = "live", "Live"
+        SANDBOX = "sandbox", "Sandbox"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    scenario = models.CharField(max_length=50, help_text="Domain app, e.g. 'hospital'.")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    seed_ms = models.FloatField(null=True, blank=True, help_text="Time to create and seed (ms).")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scenario"], condition=models.Q(kind="live"), name="one_live_environment"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scenario} {self.kind} {self.label or self.id}"
+
+    @property
+    def alias(self) -> str:
+        """The database alias its data is read and written through."""
+        return "default" if self.kind == self.Kind.LIVE else f"env_{self.id.hex}"

@@ -22,6 +22,8 @@ from typing import Any
 import jsonschema
 from django.db import transaction
 
+from parley.tools.environments import active_alias
+
 logger = logging.getLogger(__name__)
 
 ToolFunction = Callable[..., str]
@@ -193,7 +195,7 @@ def tool_run(
     known = set(spec.parameters.get("properties", {}))
     kwargs = {k: v for k, v in parsed.items() if k in known}
     try:
-        with transaction.atomic():
+        with transaction.atomic(using=active_alias()):
             content = spec.func(**kwargs)
     except Exception as exc:  # a tool bug must not end the call
         logger.exception("tool %s.%s raised", scenario, name)

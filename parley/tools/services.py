@@ -9,19 +9,30 @@ from django.db import transaction
 from django.utils import timezone
 
 from parley.conversations.models import Turn
-from parley.tools.models import ToolCall
+from parley.tools.environments import environment_activate
+from parley.tools.models import Environment, ToolCall
 from parley.tools.registry import ToolOutcome, tool_run
+
+
+def _parsed(arguments_raw: str) -> object:
+    try:
+        return json.loads(arguments_raw) if arguments_raw.strip() else {}
+    except ValueError:
+        return None
 
 
 @transaction.atomic
 def tool_call_start(
-    *, conversation_id: uuid.UUID, turn_index: int, call_id: str, name: str, arguments_raw: str
+    *,
+    conversation_id: uuid.UUID,
+    turn_index: int,
+    call_id: str,
+    name: str,
+    arguments_raw: str,
+    scenario: str = "",
+    environment: Environment | None = None,
 ) -> ToolCall:
     """Record a tool call the LLM requested, before anything runs (status ``running``)."""
-    try:
-        parsed = json.loads(arguments_raw) if arguments_raw.strip() else {}
-    except ValueError:
-        parsed = None
     turn = Turn.objects.filter(conversation_id=conversation_id, index=turn_index).first()
     call, _ = ToolCall.objects.get_or_create(
         conversation_id=conversation_id,
@@ -30,11 +41,29 @@ def tool_call_start(
             "turn": turn,
             "name": name,
             "arguments_raw": arguments_raw,
-            "arguments": parsed,
+            "arguments": _parsed(arguments_raw),
+            "scenario": scenario,
+            "environment": environment,
             "started_at": timezone.now(),
         },
     )
     return call
+
+
+def tool_call_record(
+    *, scenario: str, name: str, arguments_raw: str, environment: Environment | None, call_id: str
+) -> ToolCall:
+    """Record a tool call made outside a conversation (a replay), status ``running``."""
+    return ToolCall.objects.create(
+        conversation=None,
+        call_id=call_id,
+        name=name,
+        arguments_raw=arguments_raw,
+        arguments=_parsed(arguments_raw),
+        scenario=scenario,
+        environment=environment,
+        started_at=timezone.now(),
+    )
 
 
 def tool_call_execute(
@@ -46,9 +75,11 @@ def tool_call_execute(
         return ToolOutcome(
             ok=call.status == ToolCall.Status.OK, content=call.result, error=call.error
         )
-    outcome = tool_run(
-        scenario=scenario, name=call.name, arguments=call.arguments_raw, allowed=allowed
-    )
+    # The call runs against the environment it was recorded for (a sandbox), else live data.
+    with environment_activate(call.environment):
+        outcome = tool_run(
+            scenario=scenario, name=call.name, arguments=call.arguments_raw, allowed=allowed
+        )
     tool_call_finish(tool_call_id=call.id, outcome=outcome)
     return outcome
 

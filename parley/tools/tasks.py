@@ -11,6 +11,7 @@ from parley.tools.services import tool_call_execute
 def tool_call_run(
     self, tool_call_id: int, scenario: str, allowed: list[str] | None = None
 ) -> dict[str, object]:
-    """Run one recorded tool call; returns ``{"ok", "content"}`` for the voice loop."""
+    """Run one recorded tool call (against the environment it was recorded for); returns
+    ``{"ok", "content"}`` for the voice loop or the replay."""
     outcome = tool_call_execute(tool_call_id=tool_call_id, scenario=scenario, allowed=allowed)
     return {"ok": outcome.ok, "content": outcome.content}

@@ -58,6 +58,9 @@ TEMPLATES = [
     }
 ]
 
+#: Scenario data follows the active environment (live, or a sandbox): parley/tools/environments.py
+DATABASE_ROUTERS = ["parley.tools.environments.ScenarioRouter"]
+
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'parley.sqlite3'}"),
 }

@@ -16,8 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.db import transaction
-
+from parley.tools.environments import environment_atomic
 from parley.tools.hospital.models import (
     HOSPITAL_MODELS,
     Appointment,
@@ -63,7 +62,7 @@ def hospital_seed_read(*, data_dir: Path | None = None) -> dict[str, dict[str, A
     return seed
 
 
-@transaction.atomic
+@environment_atomic
 def hospital_seed_load(*, data_dir: Path | None = None, reset: bool = False) -> dict[str, int]:
     """Load the seed into the database; returns the number of seed records per collection.
 

@@ -31,10 +31,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
 
+from parley.tools.environments import active_alias, environment_atomic
 from parley.tools.hospital.models import (
     Appointment,
     Doctor,
@@ -73,7 +74,7 @@ def _db_can_hold(value: str) -> bool:
     A lookup by a value the database cannot hold cannot match, and PostgreSQL would raise on
     the query instead of returning nothing.
     """
-    return "\x00" not in value or connection.vendor != "postgresql"
+    return "\x00" not in value or connections[active_alias()].vendor != "postgresql"
 
 
 def _patient_resolve(identifier: str) -> Patient | None:
@@ -301,7 +302,7 @@ def get_doctor_referrals(*, doctor_identifier: str, referral_type: str = "all") 
     )
 
 
-@transaction.atomic
+@environment_atomic
 def schedule_appointment(
     *,
     patient_identifier: str,
@@ -353,7 +354,7 @@ def schedule_appointment(
     )
 
 
-@transaction.atomic
+@environment_atomic
 def cancel_appointment(
     *,
     patient_identifier: str,
@@ -414,7 +415,7 @@ def cancel_appointment(
     )
 
 
-@transaction.atomic
+@environment_atomic
 def update_emergency_contact(
     *, patient_identifier: str, contact_name: str, contact_phone: str
 ) -> str:
@@ -441,7 +442,7 @@ def update_emergency_contact(
     )
 
 
-@transaction.atomic
+@environment_atomic
 def create_referral(
     *,
     patient_identifier: str,
@@ -487,7 +488,7 @@ def create_referral(
     return _dumps({"message": "Referral created successfully", "referral": referral.as_record()})
 
 
-@transaction.atomic
+@environment_atomic
 def update_referral_status(
     *, patient_identifier: str, referred_to_doctor_identifier: str, new_status: str
 ) -> str:
