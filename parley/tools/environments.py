@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models, transaction
 from django.db.utils import load_backend
 
@@ -136,7 +137,8 @@ def environment_live(scenario: str) -> Environment:
 
 def environment_sandbox_create(*, scenario: str, label: str = "") -> Environment:
     """Create a sandbox of ``scenario`` loaded from its seed. Raises ``LookupError`` for an
-    unknown scenario. The caller removes it with :func:`environment_sandbox_drop`."""
+    unknown scenario and ``ImproperlyConfigured`` on a database other than PostgreSQL or
+    SQLite. The caller removes it with :func:`environment_sandbox_drop`."""
     if scenario not in DOMAIN_APPS:
         raise LookupError(f"unknown scenario {scenario!r}")
     started = time.perf_counter()
@@ -209,7 +211,9 @@ def _storage_create(env: Environment) -> None:
     elif vendor == "sqlite":
         _sqlite_path(env.alias).parent.mkdir(parents=True, exist_ok=True)
     else:
-        raise NotImplementedError(f"sandboxes are not implemented for {vendor}")
+        raise ImproperlyConfigured(
+            f"scenario sandboxes need PostgreSQL or SQLite; this database is {vendor}"
+        )
     _connection_register(env)
 
 
