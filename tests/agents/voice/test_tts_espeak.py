@@ -66,6 +66,15 @@ def process_exists(pid: int) -> bool:
     return Path("/proc", str(pid)).exists()
 
 
+@pytest.fixture(autouse=True)
+def _collect_earlier_garbage() -> None:
+    """Finalize what earlier tests left for the garbage collector (and what it warns about),
+    so that :func:`assert_no_unclosed_transports` judges only this test's transports."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
 def assert_no_unclosed_transports() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
