@@ -17,7 +17,7 @@ from parley.tools.registry import scenario_tools
 
 #: Scenario domains shipped with Parley: slug → display name. Each is a package
 #: ``parley.tools.<slug>`` with ``policy.md`` and a ``seed`` module.
-SCENARIO_DOMAINS = {"hospital": "Hospital", "orders": "Order management"}
+SCENARIO_DOMAINS = {"hospital": "Hospital", "hr": "HR software", "orders": "Order management"}
 
 
 @transaction.atomic

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "parley.agents",
     "parley.tools",
     "parley.tools.hospital",
+    "parley.tools.hr",
     "parley.tools.orders",
     "parley.conversations",
 ]
