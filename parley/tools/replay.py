@@ -13,14 +13,13 @@ Task files use the format of ``shared/scenarios/<scenario>/tasks.json``: ``id`` 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from parley.conversations.reports import atomic_write_text
 from parley.tools.environments import environment_activate, sandbox
 from parley.tools.models import Environment
 from parley.tools.services import tool_call_record
@@ -157,12 +156,4 @@ def _seed_module(scenario: str) -> Any:
 
 def _write_json(path: Path, content: Any) -> None:
     """Write atomically (a reader never sees half a file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(content, indent=2, ensure_ascii=False) + "\n")

@@ -23,8 +23,10 @@ from typing import Any, ClassVar
 
 from django.db import models
 
+from parley.tools.records import OrderedRecord
 
-class HospitalRecord(models.Model):
+
+class HospitalRecord(OrderedRecord):
     """Common part of every hospital collection: insertion order and JSON round trip.
 
     ``JSON_FIELDS`` lists ``(json_key, model_attname)`` pairs in the seed file's key order;
@@ -36,31 +38,8 @@ class HospitalRecord(models.Model):
     ID_KEY: ClassVar[str]
     JSON_FIELDS: ClassVar[tuple[tuple[str, str], ...]]
 
-    position = models.PositiveIntegerField(
-        unique=True,
-        blank=True,
-        help_text="Index in the collection's insertion order (seed file order, then creation "
-        "order). Tools iterate records in this order. Filled in automatically when empty.",
-    )
-
-    class Meta:
+    class Meta(OrderedRecord.Meta):
         abstract = True
-        ordering = ["position"]
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.position is None:
-            self.position = type(self).position_next()
-        self._fold_lookup_fields()
-        super().save(*args, **kwargs)
-
-    def _fold_lookup_fields(self) -> None:
-        """Refresh derived lookup columns (``name_folded``); a no-op unless overridden."""
-
-    @classmethod
-    def position_next(cls) -> int:
-        """The position after the last record: where Python would insert a new dict key."""
-        last = cls.objects.aggregate(last=models.Max("position"))["last"]
-        return 0 if last is None else last + 1
 
     @classmethod
     def from_record(cls, record: dict[str, Any], *, position: int) -> HospitalRecord:

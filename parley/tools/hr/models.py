@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 
 from django.db import models
 
+from parley.tools.records import OrderedRecord
+
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 #: Key order of the small objects kept inside JSON lists.
@@ -133,7 +135,7 @@ def objects_ordered(items: list[dict[str, Any]], keys: tuple[str, ...]) -> list[
     return [{key: item[key] for key in keys} for item in items]
 
 
-class HRRecord(models.Model):
+class HRRecord(OrderedRecord):
     """Common part of every HR collection: insertion order and the JSON round trip.
 
     ``COLLECTION`` is the collection name, ``DATA_FILE`` its seed file in ``data/`` and
@@ -146,31 +148,8 @@ class HRRecord(models.Model):
     ID_KEY: ClassVar[str] = "id"
     JSON_KEYS: ClassVar[tuple[str, ...]]
 
-    position = models.PositiveIntegerField(
-        unique=True,
-        blank=True,
-        help_text="Index in the collection's insertion order (seed file order, then creation "
-        "order). Tools iterate records in this order. Filled in automatically when empty.",
-    )
-
-    class Meta:
+    class Meta(OrderedRecord.Meta):
         abstract = True
-        ordering = ["position"]
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.position is None:
-            self.position = type(self).position_next()
-        self._fold_lookup_fields()
-        super().save(*args, **kwargs)
-
-    def _fold_lookup_fields(self) -> None:
-        """Refresh derived lookup columns (``*_folded``); a no-op unless overridden."""
-
-    @classmethod
-    def position_next(cls) -> int:
-        """The position after the last record: where Python would add a new key or item."""
-        last = cls.objects.aggregate(last=models.Max("position"))["last"]
-        return 0 if last is None else last + 1
 
     @classmethod
     def from_record(cls, record: Any, *, position: int) -> HRRecord:

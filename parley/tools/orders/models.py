@@ -33,6 +33,8 @@ from typing import Any, ClassVar
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from parley.tools.records import OrderedRecord
+
 
 def amount_validate(value: Any) -> None:
     """Raise ``ValidationError`` unless ``value`` is a finite JSON number (``int``/``float``,
@@ -43,7 +45,7 @@ def amount_validate(value: Any) -> None:
         raise ValidationError("must be a finite number, not %(value)r", params={"value": value})
 
 
-class OrdersRecord(models.Model):
+class OrdersRecord(OrderedRecord):
     """Common part of both collections: insertion order and the JSON round trip.
 
     ``JSON_FIELDS`` lists ``(json_key, model_attname)`` pairs in the seed file's key order for
@@ -57,27 +59,8 @@ class OrdersRecord(models.Model):
     #: Keys a record may lack; their column holds ``None`` when the key is absent.
     OPTIONAL_JSON_FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    position = models.PositiveIntegerField(
-        unique=True,
-        blank=True,
-        help_text="Index in the collection's insertion order (seed file order, then creation "
-        "order). Tools iterate records in this order. Filled in automatically when empty.",
-    )
-
-    class Meta:
+    class Meta(OrderedRecord.Meta):
         abstract = True
-        ordering = ["position"]
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.position is None:
-            self.position = type(self).position_next()
-        super().save(*args, **kwargs)
-
-    @classmethod
-    def position_next(cls) -> int:
-        """The position after the last record: where Python would append a new key or item."""
-        last = cls.objects.aggregate(last=models.Max("position"))["last"]
-        return 0 if last is None else last + 1
 
     @classmethod
     def from_record(cls, record: dict[str, Any], *, position: int) -> OrdersRecord:
