@@ -72,8 +72,15 @@ def main() -> None:
                 "drop_p50_ms": round(percentile(drop_ms, 50), 1),
             }
         )
-    header = ["scenario", "backend", "runs", "create_p50_ms", "create_p95_ms", "create_max_ms",
-              "drop_p50_ms"]
+    header = [
+        "scenario",
+        "backend",
+        "runs",
+        "create_p50_ms",
+        "create_p95_ms",
+        "create_max_ms",
+        "drop_p50_ms",
+    ]
     print(" | ".join(f"{h:>13}" for h in header))
     for row in rows:
         print(" | ".join(f"{row[h]!s:>13}" for h in header))

@@ -10,6 +10,7 @@ the environment at call start (the variable names are settings) and never stored
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,17 +174,18 @@ def _key_from_env(variable: str, *, needed_by: str, agent: str) -> str:
     return key
 
 
-def provider_keys_check(config: CallConfig) -> ProviderKeys:
-    """Read the API keys the call's providers need. Raises ``ApplicationError`` (code
-    ``provider_not_configured``) naming the missing environment variable."""
+def provider_keys_check(config: CallConfig, *, text_only: bool = False) -> ProviderKeys:
+    """Read the API keys the call's providers need (only the LLM's for a ``text_only`` call).
+    Raises ``ApplicationError`` (code ``provider_not_configured``) naming the missing
+    environment variable."""
     deepgram = elevenlabs = llm = ""
-    if config.stt_provider == Agent.STTProvider.DEEPGRAM:
+    if config.stt_provider == Agent.STTProvider.DEEPGRAM and not text_only:
         deepgram = _key_from_env(
             settings.DEEPGRAM_API_KEY_ENV,
             needed_by="Deepgram speech-to-text",
             agent=config.agent_slug,
         )
-    if config.tts_provider == Agent.TTSProvider.ELEVENLABS:
+    if config.tts_provider == Agent.TTSProvider.ELEVENLABS and not text_only:
         elevenlabs = _key_from_env(
             settings.ELEVENLABS_API_KEY_ENV,
             needed_by="ElevenLabs text-to-speech",
@@ -236,12 +238,22 @@ def _tts_build(config: CallConfig, keys: ProviderKeys) -> tuple[TTS, TTS | None]
     return offline, None
 
 
-async def providers_build(config: CallConfig) -> Providers:
+async def providers_build(config: CallConfig, *, text_only: bool = False) -> Providers:
     """Instantiate the engines a call uses. Raises ``ApplicationError`` for unknown providers
-    and missing keys (before anything is connected)."""
-    keys = provider_keys_check(config)
-    stt = _stt_build(config, keys)
-    tts, fallback_tts = _tts_build(config, keys)
+    and missing keys (before anything is connected). A ``text_only`` call gets the offline
+    STT and TTS objects, which it never opens, and needs no speech vendor's key."""
+    keys = provider_keys_check(config, text_only=text_only)
+    if text_only:
+        offline = dataclasses.replace(
+            config,
+            stt_provider=Agent.STTProvider.POCKETSPHINX,
+            tts_provider=Agent.TTSProvider.ESPEAK,
+        )
+        stt = _stt_build(offline, keys)
+        tts, fallback_tts = _tts_build(offline, keys)
+    else:
+        stt = _stt_build(config, keys)
+        tts, fallback_tts = _tts_build(config, keys)
     if config.pool_kind == ModelPool.Kind.SIMULATOR:
         from parley.agents.simulator_runtime import simulator_base_url
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from parley.agents.models import Agent, PromptVersion
 from parley.agents.voice.metrics import LATENCY_COMPONENTS
 from parley.conversations.models import CallEvent, Conversation, Turn
+from parley.tools.models import Environment
 
 
 @transaction.atomic
@@ -27,13 +28,16 @@ def conversation_start(
     prompt_version: PromptVersion | None,
     providers: dict[str, str],
     client: dict[str, Any],
+    environment: Environment | None = None,
 ) -> Conversation:
+    """``environment``: the sandbox the call's tools run in (``None``: live data)."""
     return Conversation.objects.create(
         agent=agent,
         prompt_version=prompt_version,
         started_at=timezone.now(),
         providers=providers,
         client=client,
+        environment=environment,
     )
 
 

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from django.apps import apps
 from django.conf import settings
+from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models, transaction
 from django.db.utils import load_backend
@@ -86,15 +87,23 @@ def active_alias() -> str:
 
 @contextlib.contextmanager
 def environment_activate(environment: Environment | None) -> Iterator[None]:
-    """Run the block against ``environment``'s data (``None``: the live data)."""
+    """Run the block against ``environment``'s data (``None``: the live data).
+
+    A sandbox connection this block opened in this thread is closed when it ends, so worker
+    threads (tool calls, sync_to_async) do not keep one connection per sandbox they touched.
+    """
     alias = LIVE_ALIAS if environment is None else environment.alias
+    opened_here = False
     if alias != LIVE_ALIAS:
+        opened_here = not hasattr(connections._connections, alias)
         _connection_register(environment)  # type: ignore[arg-type]
     token = _active_alias.set(alias)
     try:
         yield
     finally:
         _active_alias.reset(token)
+        if opened_here:
+            _connection_close(alias)
 
 
 def environment_atomic(func: F) -> F:
@@ -193,6 +202,40 @@ def environment_get(environment_id: Any) -> Environment:
     return Environment.objects.get(pk=environment_id)
 
 
+#: Salt of sandbox call tokens (``django.core.signing``), and how long one is valid (s).
+_CALL_TOKEN_SALT = "parley.environment.call"
+CALL_TOKEN_MAX_AGE_S = 3600
+
+
+def environment_call_token(env: Environment, *, agent_slug: str) -> str:
+    """A signed token that lets one agent's calls run their tools in the sandbox ``env``
+    (``?sandbox=TOKEN`` on the caller WebSocket). Signed with ``SECRET_KEY``: only this
+    server can mint one, so a caller cannot point a call at another environment."""
+    if env.kind != Environment.Kind.SANDBOX:
+        raise ValueError("only sandboxes are chosen per call")
+    return signing.dumps({"env": str(env.pk), "agent": agent_slug}, salt=_CALL_TOKEN_SALT)
+
+
+def environment_from_call_token(token: str, *, agent_slug: str, scenario: str) -> Environment:
+    """The sandbox a call token names. Raises ``ValueError`` with the reason when the token is
+    forged, expired (:data:`CALL_TOKEN_MAX_AGE_S`), for another agent or scenario, or its
+    sandbox is gone."""
+    try:
+        payload = signing.loads(token, salt=_CALL_TOKEN_SALT, max_age=CALL_TOKEN_MAX_AGE_S)
+    except signing.SignatureExpired as exc:
+        raise ValueError("the sandbox token has expired") from exc
+    except signing.BadSignature as exc:
+        raise ValueError("the sandbox token is not valid") from exc
+    if payload.get("agent") != agent_slug:
+        raise ValueError("the sandbox token was issued for another agent")
+    env = Environment.objects.filter(pk=payload.get("env"), kind=Environment.Kind.SANDBOX).first()
+    if env is None:
+        raise ValueError("the sandbox of this token no longer exists")
+    if env.scenario != scenario:
+        raise ValueError(f"the sandbox holds {env.scenario!r} data, the agent serves {scenario!r}")
+    return env
+
+
 # ---------------------------------------------------------------- storage
 
 
@@ -247,9 +290,15 @@ def _connection_ensure(alias: str) -> None:
     connections[alias] = backend.DatabaseWrapper(config, alias)
 
 
-def _connection_forget(alias: str) -> None:
+def _connection_close(alias: str, *, force: bool = False) -> None:
+    """Close and remove this thread's connection to a sandbox alias (if any, and idle unless
+    ``force``)."""
     connection = getattr(connections._connections, alias, None)
-    if connection is not None:
+    if connection is not None and (force or not connection.in_atomic_block):
         connection.close()
         delattr(connections._connections, alias)
+
+
+def _connection_forget(alias: str) -> None:
+    _connection_close(alias, force=True)
     _CONFIGS.pop(alias, None)

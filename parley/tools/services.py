@@ -30,9 +30,10 @@ def tool_call_start(
     name: str,
     arguments_raw: str,
     scenario: str = "",
-    environment: Environment | None = None,
+    environment_id: uuid.UUID | None = None,
 ) -> ToolCall:
-    """Record a tool call the LLM requested, before anything runs (status ``running``)."""
+    """Record a tool call the LLM requested, before anything runs (status ``running``);
+    ``environment_id``: the sandbox it runs in (``None``: live data)."""
     turn = Turn.objects.filter(conversation_id=conversation_id, index=turn_index).first()
     call, _ = ToolCall.objects.get_or_create(
         conversation_id=conversation_id,
@@ -43,7 +44,7 @@ def tool_call_start(
             "arguments_raw": arguments_raw,
             "arguments": _parsed(arguments_raw),
             "scenario": scenario,
-            "environment": environment,
+            "environment_id": environment_id,
             "started_at": timezone.now(),
         },
     )

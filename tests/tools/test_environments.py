@@ -89,3 +89,25 @@ def test_unknown_scenarios_and_live_drops_are_refused() -> None:
     live = Environment.objects.create(scenario="hospital", kind=Environment.Kind.LIVE)
     with pytest.raises(ValueError, match="only sandboxes"):
         environment_sandbox_drop(live)
+
+
+def test_a_thread_that_touched_a_sandbox_keeps_no_connection_to_it() -> None:
+    # Tool calls run on worker threads; each activation must close the connection it opened,
+    # or a long evaluation leaves one database connection per sandbox per thread.
+    import threading
+
+    with sandbox(scenario="hospital", label="threads") as env:
+        leftovers: list[bool] = []
+
+        def worker() -> None:
+            with environment_activate(env):
+                assert Patient.objects.count() > 0
+            leftovers.append(hasattr(connections._connections, env.alias))
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        assert leftovers == [False]
+        # The thread that created the sandbox keeps its connection until the sandbox is dropped.
+        assert hasattr(connections._connections, env.alias)
+    assert not hasattr(connections._connections, env.alias)

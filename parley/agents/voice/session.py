@@ -79,6 +79,9 @@ class SessionSettings:
 
     ``audio_lead_ms``: how far agent audio is sent ahead of real time; the widget's jitter
     buffer holds it, and it bounds how much already-sent audio a barge-in discards.
+    ``text_only``: no speech at all — the caller's turns arrive as text
+    (:meth:`CallSession.push_text`), no STT stream is opened and replies are not synthesized
+    (evaluation runs in text mode); every sentence counts as heard.
     """
 
     system_prompt: str = ""
@@ -88,6 +91,11 @@ class SessionSettings:
     stt_final_timeout_ms: int = 3_000
     audio_lead_ms: int = 120
     frame_ms: int = 20
+    text_only: bool = False
+
+
+#: Longest typed caller turn accepted (characters).
+MAX_TEXT_TURN_CHARS = 2_000
 
 
 @dataclass
@@ -111,6 +119,8 @@ class TurnState:
     finals: list[str] = field(default_factory=list)
     final_event: asyncio.Event = field(default_factory=asyncio.Event)
     ended: bool = False
+    typed: bool = False  # the caller's words arrived as text, not speech
+    usage: dict[str, int] = field(default_factory=dict)  # LLM token counts, summed over steps
 
 
 @dataclass
@@ -187,20 +197,23 @@ class CallSession:
 
     async def start(self) -> None:
         """Open the STT stream (and warm the TTS connection meanwhile), announce the session
-        and speak the greeting (turn 0). Raises :class:`STTError` when the STT cannot start."""
-        warm = asyncio.get_running_loop().create_task(self.tts.warm(), name="tts-warm")
-        try:
-            self._stt_stream = await self.stt.open_stream()
-        except BaseException:
-            # The call cannot start: release what the warm-up (and the LLM client) opened.
-            await asyncio.gather(warm, return_exceptions=True)
-            self._closed = True
-            await self._close_providers()
-            raise
-        warm_error = await asyncio.gather(warm, return_exceptions=True)
-        self._stt_reader = self._spawn(
-            self._read_transcripts(self._stt_stream), name="stt-reader"
-        )
+        and speak the greeting (turn 0). Raises :class:`STTError` when the STT cannot start.
+        In ``text_only`` mode neither the STT nor the TTS is touched."""
+        warm_error: BaseException | None = None
+        if not self.settings.text_only:
+            warm = asyncio.get_running_loop().create_task(self.tts.warm(), name="tts-warm")
+            try:
+                self._stt_stream = await self.stt.open_stream()
+            except BaseException:
+                # The call cannot start: release what the warm-up (and the LLM client) opened.
+                await asyncio.gather(warm, return_exceptions=True)
+                self._closed = True
+                await self._close_providers()
+                raise
+            (warm_error,) = await asyncio.gather(warm, return_exceptions=True)
+            self._stt_reader = self._spawn(
+                self._read_transcripts(self._stt_stream), name="stt-reader"
+            )
         await self._emit(
             "session.started",
             0,
@@ -212,11 +225,12 @@ class CallSession:
             },
             providers={"stt": self.stt.name, "llm": self.llm.name, "tts": self.tts.name},
             greeting=bool(self.settings.greeting),
+            text_only=self.settings.text_only,
         )
-        if isinstance(warm_error[0], Exception):
+        if isinstance(warm_error, Exception):
             # Not fatal: each reply retries the connection and falls back to the offline engine.
             await self._emit(
-                "error", 0, code="tts_warm_failed", message=str(warm_error[0]), fatal=False
+                "error", 0, code="tts_warm_failed", message=str(warm_error), fatal=False
             )
         if self.settings.greeting:
             turn = TurnState(index=0, started_at=time.monotonic())
@@ -278,11 +292,38 @@ class CallSession:
             return
         if len(pcm16) % BYTES_PER_SAMPLE:
             raise ValueError(f"odd frame length {len(pcm16)} bytes: PCM16 needs whole samples")
+        if self.settings.text_only:
+            raise ValueError("this call is text-only: send caller turns as text")
         at = time.monotonic()
         assert self._stt_stream is not None, "start() first"
         await self._stt_stream.push_audio(pcm16)
         for event in await self.vad.push(pcm16, at=at):
             await self._on_vad(event)
+
+    async def push_text(self, text: str) -> int:
+        """A caller turn given as text (typed, or an evaluation's line): it skips VAD and STT
+        and goes straight into the agent loop, barging in on a reply in progress like speech.
+
+        Returns the turn index. Raises ``ValueError`` for empty text or text longer than
+        :data:`MAX_TEXT_TURN_CHARS`, and ``RuntimeError`` once the call has ended.
+        """
+        text = " ".join(text.split())
+        if not text:
+            raise ValueError("a text turn needs some text")
+        if len(text) > MAX_TEXT_TURN_CHARS:
+            raise ValueError(f"a text turn is limited to {MAX_TEXT_TURN_CHARS} characters")
+        if self._closed:
+            raise RuntimeError("the call has ended")
+        if self._reply_task is not None and not self._reply_task.done():
+            await self._interrupt(reason="barge_in")
+        self._turn_counter += 1
+        turn = TurnState(
+            index=self._turn_counter, started_at=time.monotonic(), user_text=text, typed=True
+        )
+        await self._emit("turn.started", turn.index, role="caller", input="text")
+        await self._emit("transcript.final", turn.index, text=text, input="text")
+        self._start_reply(turn)
+        return turn.index
 
     async def _on_vad(self, event: VADEvent) -> None:
         if event.kind == "speech_start":
@@ -365,7 +406,7 @@ class CallSession:
     # ------------------------------------------------------------------ reply path
 
     def _start_reply(self, turn: TurnState, *, greeting: str | None = None) -> None:
-        turn.status = "stt" if greeting is None else "responding"
+        turn.status = "stt" if greeting is None and not turn.typed else "responding"
         self._responding = turn
         self._segments = []
         self._reply_task = self._spawn(self._reply(turn, greeting), name=f"reply-{turn.index}")
@@ -373,7 +414,8 @@ class CallSession:
     async def _reply(self, turn: TurnState, greeting: str | None) -> None:
         """Produce and speak one reply: the greeting, or the agent loop's answer."""
         if greeting is None:
-            await self._await_final(turn)
+            if not turn.typed:
+                await self._await_final(turn)
             turn.status = "responding"
             if not turn.user_text:
                 # Noise or a word the engine could not make out: nothing to answer.
@@ -448,6 +490,8 @@ class CallSession:
                                 )
                         else:
                             done = chunk
+                            for name, count in (chunk.usage or {}).items():
+                                turn.usage[name] = turn.usage.get(name, 0) + count
             except LLMError as exc:
                 turn.status = "error"
                 turn.error = f"llm: {exc}"
@@ -534,6 +578,13 @@ class CallSession:
         When the TTS fails, the rest of this reply is spoken by ``fallback_tts`` (the offline
         engine), starting with the failed sentence if none of its audio went out.
         """
+        if self.settings.text_only:
+            while (sentence := await speech_queue.get()) is not None:
+                self._segments.append(_Segment(text=sentence))
+            turn.spoken_text = " ".join(s.text for s in self._segments)
+            if self._segments:
+                await self._emit("agent.done", turn.index, spoken_text=turn.spoken_text)
+            return
         tts = self.tts
         pacer = _Pacer(
             frame_bytes=tts.sample_rate_hz * self.settings.frame_ms // 1000 * BYTES_PER_SAMPLE,
@@ -592,9 +643,7 @@ class CallSession:
             async for pcm in audio:
                 if first:
                     first = False
-                    turn.metrics.setdefault(
-                        "tts_ttfb_ms", (time.monotonic() - requested_at) * 1000
-                    )
+                    turn.metrics.setdefault("tts_ttfb_ms", (time.monotonic() - requested_at) * 1000)
                 produced += len(pcm)
                 pending += pcm
                 while len(pending) >= frame_bytes:
@@ -667,7 +716,11 @@ class CallSession:
         if turn is None or task is None or task.done():
             return
         now = time.monotonic()
-        spoken = self._heard_text(now)
+        spoken = (
+            " ".join(s.text for s in self._segments)
+            if self.settings.text_only
+            else self._heard_text(now)
+        )
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -709,6 +762,7 @@ class CallSession:
             llm_steps=turn.llm_steps,
             error=turn.error,
             metrics=metrics,
+            usage=dict(turn.usage),
         )
 
     async def _emit(self, type_: str, turn: int, **data: Any) -> None:

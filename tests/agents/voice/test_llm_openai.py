@@ -72,7 +72,12 @@ async def test_text_streams_as_several_deltas_then_done(
     assert len(deltas) >= 5
     assert all(delta.text for delta in deltas)
     assert "".join(delta.text for delta in deltas) == "You said: the quick brown fox jumps"
-    assert done == LLMDone(tool_calls=(), finish_reason="stop", model="parley-simulator")
+    assert (done.tool_calls, done.finish_reason, done.model) == ((), "stop", "parley-simulator")
+    # Token counts come back because the request asks for them (stream_options.include_usage).
+    assert done.usage is not None and done.usage["completion_tokens"] > 0
+    assert (
+        done.usage["total_tokens"] == done.usage["prompt_tokens"] + done.usage["completion_tokens"]
+    )
 
 
 async def test_two_tool_calls_in_one_step_arrive_complete(
@@ -524,3 +529,13 @@ async def test_empty_chunks_usage_chunks_and_interleaved_tool_deltas(
     ]
     assert done.finish_reason == "tool_calls"
     assert done.usage == {"prompt_tokens": 812, "completion_tokens": 41, "total_tokens": 853}
+
+
+def test_requests_ask_for_token_usage_unless_turned_off() -> None:
+    on = OpenAICompatLLM(OpenAICompatSettings(base_url="http://x/v1", model="m"))
+    off = OpenAICompatLLM(
+        OpenAICompatSettings(base_url="http://x/v1", model="m", include_usage=False)
+    )
+    messages = [{"role": "user", "content": "hi"}]
+    assert on._request(messages=messages, tools=None)["stream_options"] == {"include_usage": True}
+    assert "stream_options" not in off._request(messages=messages, tools=None)

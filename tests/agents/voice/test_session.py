@@ -335,3 +335,77 @@ async def test_only_the_speech_final_ends_the_wait_for_the_transcript() -> None:
     await h.session.aclose()
     final = h.recorder.first("transcript.final").data["text"]
     assert final == "my order number is one zero four two"
+
+
+async def test_a_text_turn_goes_straight_into_the_agent_loop_and_is_spoken() -> None:
+    h = await run_session(
+        transcripts=[], responses=[text_response("Your appointment is on Monday.")]
+    )
+    index = await h.session.push_text("  when is   my appointment ")
+    assert index == 1
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    assert h.recorder.first("turn.started").data == {"role": "caller", "input": "text"}
+    assert h.recorder.first("transcript.final").data["text"] == "when is my appointment"
+    assert "vad.speech_start" not in h.recorder.types(1)
+    assert h.llm.requests[0][-1] == {"role": "user", "content": "when is my appointment"}
+    assert h.tts.texts == ["Your appointment is on Monday."]  # a voice call still speaks it
+    assert len(h.recorder.audio) > 0
+    assert h.recorder.first("turn.ended").data["status"] == "completed"
+
+
+async def test_text_only_session_opens_no_stt_and_synthesizes_nothing() -> None:
+    usage = {"prompt_tokens": 120, "completion_tokens": 9}
+    h = await run_session(
+        transcripts=[],
+        responses=[
+            [
+                LLMDone(
+                    tool_calls=(ToolCallRequest(id="c1", name="lookup", arguments="{}"),),
+                    usage=usage,
+                )
+            ],
+            [*text_response("Found it. Anything else?")[:-1], LLMDone(usage=usage)],
+        ],
+        settings=SessionSettings(text_only=True, audio_lead_ms=0),
+    )
+    assert h.recorder.first("session.started").data["text_only"] is True
+    await h.session.push_text("find it")
+    await h.wait_for("turn.ended", turn=1)
+    with pytest.raises(ValueError, match="text-only"):
+        await h.session.push_audio(bytes(640))
+    await h.session.aclose()
+    assert h.stt.stream.texts == [] and not h.stt.stream.closed  # never opened
+    assert h.tts.texts == [] and h.tts.warmed == 0
+    assert h.recorder.audio == bytearray()
+    ended = h.recorder.first("turn.ended").data
+    assert ended["spoken_text"] == "Found it. Anything else?"
+    assert ended["usage"] == {"prompt_tokens": 240, "completion_tokens": 18}
+    assert h.recorder.first("agent.done").data["spoken_text"] == "Found it. Anything else?"
+
+
+async def test_a_text_turn_barges_in_on_the_reply_in_progress() -> None:
+    h = await run_session(
+        transcripts=[],
+        responses=[
+            text_response("One. Two. Three. Four. Five. Six. Seven."),
+            text_response("Sure."),
+        ],
+        llm_token_delay_s=0.05,
+    )
+    await h.session.push_text("count for me")
+    await h.wait_for("agent.text", turn=1)
+    await h.session.push_text("stop")
+    await h.wait_for("turn.ended", turn=2)
+    await h.session.aclose()
+    assert h.recorder.first("interrupted").turn == 1
+    assert h.recorder.first("turn.ended").data["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "x" * 2_001])
+async def test_bad_text_turns_raise_value_error(text: str) -> None:
+    h = await run_session(transcripts=[], responses=[])
+    with pytest.raises(ValueError):
+        await h.session.push_text(text)
+    await h.session.aclose()
+    assert "turn.started" not in h.recorder.types()

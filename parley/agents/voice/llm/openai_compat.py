@@ -58,6 +58,9 @@ class OpenAICompatSettings:
     timeout_s: float = 30.0
     max_retries: int = 0
     parallel_tool_calls: bool | None = None
+    #: Ask for a last chunk with token counts (``stream_options.include_usage``; vLLM, OpenAI
+    #: and Azure support it). Turn off for a server that rejects the option.
+    include_usage: bool = True
 
     def __post_init__(self) -> None:
         if not self.base_url:
@@ -181,6 +184,8 @@ class OpenAICompatLLM(LLM):
             "temperature": settings.temperature,
             "max_tokens": settings.max_tokens,
         }
+        if settings.include_usage:
+            request["stream_options"] = {"include_usage": True}
         if tools:
             request["tools"] = tools
             if settings.parallel_tool_calls is not None:

@@ -250,9 +250,7 @@ class DeepgramStream(STTStream):
         stack = contextlib.AsyncExitStack()
         try:
             socket = await asyncio.wait_for(
-                stack.enter_async_context(
-                    self._client.listen.v1.connect(**self.settings.query())
-                ),
+                stack.enter_async_context(self._client.listen.v1.connect(**self.settings.query())),
                 self.settings.connect_timeout_s,
             )
         except ApiError as exc:
@@ -337,9 +335,9 @@ class DeepgramStream(STTStream):
             results = await asyncio.gather(reader, sender, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
-                return f"{type(result).__name__}: {result}" if str(result) else type(
-                    result
-                ).__name__
+                return (
+                    f"{type(result).__name__}: {result}" if str(result) else type(result).__name__
+                )
         return "closed"
 
     async def _send(self, conn: _Connection) -> None:
@@ -394,9 +392,7 @@ class DeepgramStream(STTStream):
             elif isinstance(message, ListenV1SpeechStarted):
                 self._notice("speech_started", audio_ms=offset_ms + message.timestamp * 1000)
             elif isinstance(message, ListenV1UtteranceEnd):
-                self._notice(
-                    "utterance_end", audio_ms=offset_ms + message.last_word_end * 1000
-                )
+                self._notice("utterance_end", audio_ms=offset_ms + message.last_word_end * 1000)
             elif isinstance(message, ListenV1Metadata):
                 self._notice(
                     "metadata",

@@ -1,0 +1,250 @@
+"""What every call needs besides its transport: opening the record, persisting events in
+order, and running tools as Celery tasks.
+
+Used by the caller WebSocket consumer and by in-process calls (evaluation runs in text mode),
+so both write exactly the same record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from parley.agents.providers import (
+    CallConfig,
+    Providers,
+    call_config_build,
+    provider_keys_check,
+)
+from parley.agents.selectors import agent_get_for_call, prompt_active
+from parley.agents.voice.messages import SessionEvent, ToolCallRequest, ToolResult
+from parley.agents.voice.session import AudioSink, CallSession, SessionSettings
+from parley.conversations.services import call_events_record, conversation_start
+from parley.platform.errors import ApplicationError
+from parley.tools.environments import environment_from_call_token
+from parley.tools.services import tool_call_start
+from parley.tools.tasks import tool_call_run
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class OpenedCall:
+    """A call's configuration snapshot and its new Conversation row."""
+
+    config: CallConfig
+    conversation_id: uuid.UUID
+    started_at: dt.datetime
+    environment_id: uuid.UUID | None = None
+
+
+def call_open(
+    *,
+    slug: str,
+    user: Any,
+    client: dict[str, Any],
+    overrides: dict[str, str] | None = None,
+    sandbox_token: str | None = None,
+    text_only: bool = False,
+) -> OpenedCall:
+    """Check the agent can take a call and start its Conversation (sync: touches the ORM).
+
+    ``overrides``: ``{"stt"|"tts": provider}`` for this call (allowed when
+    ``PARLEY_PROVIDER_OVERRIDES`` is on or for staff). ``sandbox_token``: a token of
+    :func:`parley.tools.environments.environment_call_token`; the call's tools then run in
+    that sandbox. Raises ``ApplicationError`` with ``extra["code"]`` (``agent_not_found``,
+    ``agent_unpublished``, ``overrides_not_allowed``, ``bad_provider``,
+    ``provider_not_configured``, ``bad_sandbox_token``).
+    """
+    overrides = overrides or {}
+    # A sandbox token is minted by this server (evaluations): its calls may reach an agent
+    # that is not published yet. A forged or foreign token is refused just below.
+    agent = agent_get_for_call(slug=slug, user=user, allow_unpublished=bool(sandbox_token))
+    prompt = prompt_active(agent=agent)
+    if overrides and not (settings.PARLEY_PROVIDER_OVERRIDES or getattr(user, "is_staff", False)):
+        raise ApplicationError(
+            "this server does not let calls choose their providers",
+            extra={"code": "overrides_not_allowed"},
+        )
+    environment = None
+    if sandbox_token:
+        try:
+            environment = environment_from_call_token(
+                sandbox_token, agent_slug=agent.slug, scenario=agent.scenario.domain
+            )
+        except ValueError as exc:
+            raise ApplicationError(str(exc), extra={"code": "bad_sandbox_token"}) from exc
+    config = call_config_build(
+        agent=agent,
+        prompt=prompt,
+        stt_provider=overrides.get("stt"),
+        tts_provider=overrides.get("tts"),
+    )
+    provider_keys_check(config, text_only=text_only)  # refuse now, not mid-call
+    providers = {
+        "stt": "text" if text_only else config.stt_provider,
+        "tts": "text" if text_only else config.tts_provider,
+        "llm": f"{config.pool_kind}:{config.llm_model}",
+    }
+    conversation = conversation_start(
+        agent=agent,
+        prompt_version=prompt,
+        providers=providers,
+        client=client,
+        environment=environment,
+    )
+    return OpenedCall(
+        config=config,
+        conversation_id=conversation.id,
+        started_at=conversation.started_at,
+        environment_id=environment.pk if environment else None,
+    )
+
+
+class EventRecorder:
+    """Sends each event to the caller at once (``send``; ``None`` for no one) and persists it
+    in order in the background, so persistence never delays audio."""
+
+    def __init__(
+        self, *, send: Send | None, conversation_id: uuid.UUID, started_at: dt.datetime
+    ) -> None:
+        self.send = send
+        self.conversation_id = conversation_id
+        self.started_at = started_at
+        self._seq = 0
+        self.call_ended: dict[str, Any] | None = None
+        self._queue: asyncio.Queue[tuple[int, dict[str, Any]] | None] = asyncio.Queue()
+        self._writer = asyncio.get_running_loop().create_task(self._write(), name="event-writer")
+
+    async def emit(self, event: SessionEvent) -> None:
+        payload = event.as_json()
+        if event.type in ("session.started", "call.ended"):
+            payload["conversation_id"] = str(self.conversation_id)
+        if event.type == "call.ended":
+            # Sent by the transport once the whole call is persisted: a client that hangs up
+            # on `call.ended` must find every turn in the database.
+            self.call_ended = payload
+        elif self.send is not None:
+            await self.send(payload)
+        self._seq += 1
+        self._queue.put_nowait((self._seq, payload))
+
+    async def _write(self) -> None:
+        done = False
+        while not done:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            if batch[-1] is None:
+                done = True
+            items = [item for item in batch if item is not None]
+            if items:
+                try:
+                    await database_sync_to_async(call_events_record)(
+                        conversation_id=self.conversation_id,
+                        started_at=self.started_at,
+                        events=items,
+                    )
+                except Exception:  # the call goes on; the log says what was lost
+                    logger.exception("could not record %d events", len(items))
+
+    async def aclose(self) -> None:
+        """Flush every queued event to the database."""
+        self._queue.put_nowait(None)
+        await self._writer
+
+
+class CeleryToolRunner:
+    """Runs tool calls as Celery tasks, recording a ToolCall row before and after; against
+    the call's sandbox when it has one (``environment_id``), else live data."""
+
+    def __init__(
+        self,
+        *,
+        conversation_id: uuid.UUID,
+        scenario: str,
+        allowed: tuple[str, ...],
+        timeout_s: float,
+        environment_id: uuid.UUID | None = None,
+    ) -> None:
+        self.conversation_id = conversation_id
+        self.scenario = scenario
+        self.allowed = list(allowed)
+        self.timeout_s = timeout_s
+        self.environment_id = environment_id
+
+    async def run(self, *, turn: int, call: ToolCallRequest) -> ToolResult:
+        started = time.monotonic()
+        record = await database_sync_to_async(tool_call_start)(
+            conversation_id=self.conversation_id,
+            turn_index=turn,
+            call_id=call.id,
+            name=call.name,
+            arguments_raw=call.arguments,
+            scenario=self.scenario,
+            environment_id=self.environment_id,
+        )
+        try:
+            # The broker publish and the wait for the result block: never on the event loop,
+            # and not on the shared sync thread either (a slow tool must not stall other calls).
+            outcome = await database_sync_to_async(self._execute, thread_sensitive=False)(record.id)
+            result = ToolResult(ok=bool(outcome["ok"]), content=str(outcome["content"]))
+        except Exception as exc:
+            logger.exception("tool call %s failed to run", call.id)
+            result = ToolResult(ok=False, content=f"Error: the tool could not be run ({exc})")
+        return ToolResult(
+            ok=result.ok, content=result.content, duration_ms=(time.monotonic() - started) * 1000
+        )
+
+    def _execute(self, tool_call_id: int) -> dict[str, Any]:
+        async_result = tool_call_run.delay(tool_call_id, self.scenario, self.allowed)
+        return async_result.get(timeout=self.timeout_s, disable_sync_subtasks=False)
+
+
+def call_session_build(
+    opened: OpenedCall,
+    providers: Providers,
+    *,
+    recorder: EventRecorder,
+    audio: AudioSink,
+    text_only: bool = False,
+) -> CallSession:
+    """The call's :class:`CallSession`: its providers, the Celery tool runner (in the call's
+    sandbox, if any), the recorder as event sink and the call's settings."""
+    config = opened.config
+    return CallSession(
+        vad=providers.vad,
+        stt=providers.stt,
+        llm=providers.llm,
+        tts=providers.tts,
+        fallback_tts=None if text_only else providers.fallback_tts,
+        tools=CeleryToolRunner(
+            conversation_id=opened.conversation_id,
+            scenario=config.scenario,
+            allowed=config.tool_names,
+            timeout_s=settings.PARLEY_TOOL_TIMEOUT_S,
+            environment_id=opened.environment_id,
+        ),
+        events=recorder,
+        audio=audio,
+        settings=SessionSettings(
+            system_prompt=config.system_prompt,
+            tools=config.tools,
+            greeting=config.greeting,
+            max_tool_steps=config.max_tool_steps,
+            stt_final_timeout_ms=settings.PARLEY_STT_FINAL_TIMEOUT_MS,
+            audio_lead_ms=settings.PARLEY_AUDIO_LEAD_MS,
+            text_only=text_only,
+        ),
+    )
