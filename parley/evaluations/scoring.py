@@ -121,7 +121,8 @@ class RunScore:
     state_match: bool | None  # None: not measured (no sandbox state)
     turns: int = 0
     tokens: int = 0
-    ttfa_ms: list[float] = field(default_factory=list)
+    ttfa_ms: list[float] = field(default_factory=list)  # voice mode: per-run TTFA p50
+    ttft_ms: list[float] = field(default_factory=list)  # the agent LLM's TTFT p50
     error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -132,7 +133,6 @@ def scores_aggregate(runs: Iterable[RunScore]) -> dict[str, Any]:
     """Counts over runs: ``{"runs", "tasks", "action_match": {"passed", "of"}, ...}``."""
     runs = list(runs)
     measured = [r for r in runs if r.state_match is not None]
-    ttfa = sorted(v for r in runs for v in r.ttfa_ms)
 
     def share(passed: int, of: int) -> dict[str, Any]:
         return {"passed": passed, "of": of, "rate": round(passed / of, 3) if of else None}
@@ -150,9 +150,15 @@ def scores_aggregate(runs: Iterable[RunScore]) -> dict[str, Any]:
         "extra_calls": sum(r.extra_calls for r in runs),
         "turns": sum(r.turns for r in runs),
         "tokens": sum(r.tokens for r in runs),
-        "ttfa_ms": {
-            "n": len(ttfa),
-            "p50": round(percentile(ttfa, 50), 1) if ttfa else None,
-            "max": ttfa[-1] if ttfa else None,
-        },
+        "ttfa_ms": _spread(v for r in runs for v in r.ttfa_ms),
+        "ttft_ms": _spread(v for r in runs for v in r.ttft_ms),
+    }
+
+
+def _spread(values: Iterable[float]) -> dict[str, Any]:
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "p50": round(percentile(ordered, 50), 1) if ordered else None,
+        "max": ordered[-1] if ordered else None,
     }

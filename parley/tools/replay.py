@@ -53,6 +53,12 @@ def scenario_state_write(*, scenario: str, state: dict[str, Any], out_dir: Path)
     return paths
 
 
+def scenario_tasks_path(scenario: str) -> Path:
+    """The scenario's own tasks (``parley/tools/<scenario>/tasks.json``, copied from
+    ``shared/scenarios/<scenario>/tasks.json``; Benchforce, Apache-2.0)."""
+    return Path(__file__).resolve().parent / scenario / "tasks.json"
+
+
 def tasks_read(path: Path) -> list[dict[str, Any]]:
     """Tasks from a ``tasks.json``-format file. Raises ``ValueError`` with the reason when the
     file is not a list of objects with an ``id`` and a list of ``actions``."""
@@ -60,16 +66,33 @@ def tasks_read(path: Path) -> list[dict[str, Any]]:
         tasks = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read tasks from {path}: {exc}") from exc
+    return tasks_validate(tasks, source=str(path))
+
+
+def tasks_validate(
+    tasks: Any, *, source: str, need_instructions: bool = False
+) -> list[dict[str, Any]]:
+    """Check parsed tasks (rules of :func:`tasks_read`; evaluations also need each task's
+    ``instructions`` text). Raises ``ValueError`` naming ``source`` and the task at fault."""
     if not isinstance(tasks, list):
-        raise ValueError(f"{path}: expected a JSON list of tasks")
+        raise ValueError(f"{source}: expected a JSON list of tasks")
+    seen: set[str] = set()
     for position, task in enumerate(tasks):
         if not isinstance(task, dict) or "id" not in task:
-            raise ValueError(f"{path}: task #{position} has no 'id'")
+            raise ValueError(f"{source}: task #{position} has no 'id'")
+        if str(task["id"]) in seen:
+            raise ValueError(f"{source}: task id {task['id']!r} appears twice")
+        seen.add(str(task["id"]))
         actions = task.get("actions")
         if not isinstance(actions, list) or not all(
             isinstance(a, dict) and isinstance(a.get("name"), str) for a in actions
         ):
-            raise ValueError(f"{path}: task {task['id']!r} needs 'actions' of {{name, arguments}}")
+            raise ValueError(
+                f"{source}: task {task['id']!r} needs 'actions' of {{name, arguments}}"
+            )
+        instructions = task.get("instructions")
+        if need_instructions and not (isinstance(instructions, str) and instructions.strip()):
+            raise ValueError(f"{source}: task {task['id']!r} has no 'instructions' for the caller")
     return tasks
 
 
@@ -85,8 +108,6 @@ def scenario_replay(
     Raises ``LookupError`` for an unknown scenario. A failing call never stops the replay:
     it is recorded with ``ok: false`` and its error text as ``output``.
     """
-    from parley.tools.tasks import tool_call_run
-
     _seed_module(scenario)
     tasks = list(tasks)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,28 +118,9 @@ def scenario_replay(
         if progress:
             progress(index, len(tasks), task_id)
         task_started = time.perf_counter()
-        calls = []
         with sandbox(scenario=scenario, label=f"replay {task_id}") as env:
             sandbox_ms = env.seed_ms
-            for position, action in enumerate(task.get("actions", [])):
-                arguments = action.get("arguments", {})
-                record = tool_call_record(
-                    scenario=scenario,
-                    name=action["name"],
-                    arguments_raw=json.dumps(arguments),
-                    environment=env,
-                    call_id=f"replay-{task_id}-{position}",
-                )
-                try:
-                    outcome = tool_call_run.delay(record.id, scenario, None).get(
-                        timeout=REPLAY_CALL_TIMEOUT_S, disable_sync_subtasks=False
-                    )
-                    ok, output = bool(outcome["ok"]), str(outcome["content"])
-                except Exception as exc:  # the task itself failed: record it, go on
-                    ok, output = False, f"Error: the tool could not be run ({exc})"
-                calls.append(
-                    {"name": action["name"], "arguments": arguments, "ok": ok, "output": output}
-                )
+            calls = task_actions_replay(scenario=scenario, task=task, environment=env)
             state = scenario_state_export(scenario=scenario, environment=env)
         _write_json(out_dir / f"{task_id}.json", {"id": task_id, "calls": calls, "state": state})
         rows.append(
@@ -144,6 +146,50 @@ def scenario_replay(
     }
     _write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def task_actions_replay(
+    *, scenario: str, task: dict[str, Any], environment: Environment, via_celery: bool = True
+) -> list[dict[str, Any]]:
+    """Call a task's actions in order against ``environment``; returns ``[{"name",
+    "arguments", "ok", "output"}]``. Each call is a ``ToolCall`` record run by the
+    ``tool_call_run`` Celery task (``via_celery=False``: the same function in this process,
+    for a caller that is itself a Celery job and must not wait on another worker). A failing
+    call is recorded with ``ok: false`` and never stops the replay."""
+    from parley.tools.services import tool_call_execute
+    from parley.tools.tasks import tool_call_run
+
+    calls = []
+    for position, action in enumerate(task.get("actions", [])):
+        arguments = action.get("arguments", {})
+        record = tool_call_record(
+            scenario=scenario,
+            name=action["name"],
+            arguments_raw=json.dumps(arguments),
+            environment=environment,
+            call_id=f"replay-{task['id']}-{position}",
+        )
+        try:
+            if via_celery:
+                outcome = tool_call_run.delay(record.id, scenario, None).get(
+                    timeout=REPLAY_CALL_TIMEOUT_S, disable_sync_subtasks=False
+                )
+                ok, output = bool(outcome["ok"]), str(outcome["content"])
+            else:
+                result = tool_call_execute(tool_call_id=record.id, scenario=scenario, allowed=None)
+                ok, output = result.ok, result.content
+        except Exception as exc:  # the task itself failed: record it, go on
+            ok, output = False, f"Error: the tool could not be run ({exc})"
+        calls.append({"name": action["name"], "arguments": arguments, "ok": ok, "output": output})
+    return calls
+
+
+def task_reference_state(*, scenario: str, task: dict[str, Any]) -> dict[str, Any]:
+    """The scenario state a replay of the task's expected actions leaves (a fresh sandbox,
+    dropped afterwards): what an evaluation run's final state is compared with."""
+    with sandbox(scenario=scenario, label=f"reference {task['id']}") as env:
+        task_actions_replay(scenario=scenario, task=task, environment=env, via_celery=False)
+        return scenario_state_export(scenario=scenario, environment=env)
 
 
 def _seed_module(scenario: str) -> Any:

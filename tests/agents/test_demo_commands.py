@@ -39,15 +39,22 @@ def manage(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.
     )
 
 
-def test_demo_call_end_to_end(tmp_path: Path) -> None:
-    env = {
+def local_env(tmp_path: Path, database: str) -> dict[str, str]:
+    """The environment of a new user's commands: development settings, a SQLite database of
+    its own under ``tmp_path``, no Redis (eager Celery, in-memory channel layer)."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "parley.platform.settings.local",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / database}",
         "PARLEY_REPORTS_DIR": str(tmp_path / "reports"),
+        "PARLEY_VAR_DIR": str(tmp_path / "var"),
         "REDIS_URL": "",
         "CELERY_BROKER_URL": "",
     }
+
+
+def test_demo_call_end_to_end(tmp_path: Path) -> None:
+    env = local_env(tmp_path, "demo.sqlite3")
     for args in (("migrate", "--noinput", "-v", "0"), ("demo_setup",)):
         done = manage(*args, env=env)
         assert done.returncode == 0, done.stderr
@@ -121,14 +128,7 @@ def vendor_fakes_in_a_thread(script_text: str) -> Iterator[tuple[object, object]
 
 
 def test_call_command_overrides_the_providers_for_one_call(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "parley.platform.settings.local",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'cloud.sqlite3'}",
-        "PARLEY_REPORTS_DIR": str(tmp_path / "reports"),
-        "REDIS_URL": "",
-        "CELERY_BROKER_URL": "",
-    }
+    env = local_env(tmp_path, "cloud.sqlite3")
     for args in (("migrate", "--noinput", "-v", "0"), ("demo_setup",)):
         done = manage(*args, env=env)
         assert done.returncode == 0, done.stderr

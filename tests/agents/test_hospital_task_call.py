@@ -18,12 +18,13 @@ from parley.agents.simulator_runtime import simulator_base_url
 from parley.agents.voice.audio import load_wav_resampled
 from parley.tools.hospital.seed import hospital_state_digest
 from parley.tools.models import ToolCall
+from parley.tools.replay import scenario_tasks_path
 from tests.agents.conftest import script_pool, turn_ended, ws_call
 from tests.conftest import FIXTURES, SPEECH
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-TASKS = {t["id"]: t for t in json.loads((FIXTURES / "scenarios/hospital/tasks.json").read_text())}
+TASKS = {t["id"]: t for t in json.loads(scenario_tasks_path("hospital").read_text())}
 EXPECTED = {
     t["id"]: t
     for t in json.loads((FIXTURES / "scenarios/hospital/expected.json").read_text())["tasks"]

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,18 +21,12 @@ from parley.agents.llm_simulator.policies import (
     script_position,
 )
 from parley.agents.llm_simulator.spoken import find_date, find_phone, find_time, tokens
+from parley.tools.replay import scenario_tasks_path
 
 HOSPITAL_TOOLS: list[dict[str, Any]] = json.loads((HOSPITAL_DIR / "tools.json").read_text())
 SCHEMAS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in HOSPITAL_TOOLS}
 DOCTORS = json.loads((HOSPITAL_DIR / "data" / "doctors.json").read_text())
-TASKS = {
-    task["id"]: task
-    for task in json.loads(
-        (
-            Path(__file__).parents[1] / "fixtures" / "scenarios" / "hospital" / "tasks.json"
-        ).read_text()
-    )
-}
+TASKS = {task["id"]: task for task in json.loads(scenario_tasks_path("hospital").read_text())}
 
 
 @pytest.fixture

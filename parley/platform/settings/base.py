@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "parley.tools.hr",
     "parley.tools.orders",
     "parley.conversations",
+    "parley.evaluations",
 ]
 
 MIDDLEWARE = [

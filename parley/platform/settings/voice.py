@@ -32,3 +32,6 @@ ELEVENLABS_TIMEOUT_S = env.float("ELEVENLABS_TIMEOUT_S", default=10.0)
 #: Whether a call may pick other providers than its agent's (``?stt=deepgram&tts=elevenlabs``
 #: on the caller socket, ``manage.py call --stt/--tts``). Staff users always may.
 PARLEY_PROVIDER_OVERRIDES = env.bool("PARLEY_PROVIDER_OVERRIDES", default=True)
+#: Where evaluation jobs in voice mode reach the caller WebSocket (the Daphne server's base
+#: URL). ``manage.py evaluate`` serves Parley in-process instead unless given ``--url``.
+PARLEY_CALL_URL = env.str("PARLEY_CALL_URL", default="ws://127.0.0.1:8000")

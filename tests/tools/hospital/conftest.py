@@ -11,16 +11,20 @@ import pytest
 
 from parley.tools.hospital import tools
 from parley.tools.hospital.seed import hospital_seed_load
+from parley.tools.replay import scenario_tasks_path
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios" / "hospital"
+TASKS_FILE = scenario_tasks_path("hospital")
 
 #: The date expected.json's replay froze create_referral's clock at ("frozen_clock").
 FROZEN_TODAY = dt.date(2025, 1, 1)
 
 
 def fixture_json(name: str) -> Any:
-    """A JSON file of ``tests/fixtures/scenarios/hospital`` (``tasks.json``, ``expected.json``)."""
-    return json.loads((FIXTURES_DIR / name).read_text(encoding="utf-8"))
+    """``expected.json`` of ``tests/fixtures/scenarios/hospital``, or the scenario's ``tasks.json``
+    (shipped with the product in ``parley/tools/hospital/``)."""
+    directory = TASKS_FILE.parent if name == "tasks.json" else FIXTURES_DIR
+    return json.loads((directory / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture

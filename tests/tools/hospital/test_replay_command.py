@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from parley.tools.hospital.seed import DATA_DIR, hospital_state_digest
 from parley.tools.models import Environment, ToolCall
 
-from .conftest import FIXTURES_DIR, fixture_json
+from .conftest import TASKS_FILE, fixture_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,7 +32,7 @@ def test_replay_of_every_task_matches_the_reference(
         "--scenario",
         "hospital",
         "--tasks",
-        str(FIXTURES_DIR / "tasks.json"),
+        str(TASKS_FILE),
         "--out",
         str(out),
     )

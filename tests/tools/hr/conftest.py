@@ -17,13 +17,17 @@ import pytest
 
 from parley.tools.hr.models import HR_MODELS
 from parley.tools.hr.seed import hr_seed_load
+from parley.tools.replay import scenario_tasks_path
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios" / "hr"
+TASKS_FILE = scenario_tasks_path("hr")
 
 
 def fixture_json(name: str) -> Any:
-    """A JSON file of ``tests/fixtures/scenarios/hr`` (``tasks.json``, ``expected.json``)."""
-    return json.loads((FIXTURES_DIR / name).read_text(encoding="utf-8"))
+    """``expected.json`` of ``tests/fixtures/scenarios/hr``, or the scenario's ``tasks.json``
+    (shipped with the product in ``parley/tools/hr/``)."""
+    directory = TASKS_FILE.parent if name == "tasks.json" else FIXTURES_DIR
+    return json.loads((directory / name).read_text(encoding="utf-8"))
 
 
 def without_users(state: dict[str, Any]) -> dict[str, Any]:

@@ -9,13 +9,17 @@ from typing import Any
 import pytest
 
 from parley.tools.orders.seed import orders_seed_load
+from parley.tools.replay import scenario_tasks_path
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios" / "orders"
+TASKS_FILE = scenario_tasks_path("orders")
 
 
 def fixture_json(name: str) -> Any:
-    """A JSON file of ``tests/fixtures/scenarios/orders`` (``tasks.json``, ``expected.json``)."""
-    return json.loads((FIXTURES_DIR / name).read_text(encoding="utf-8"))
+    """``expected.json`` of ``tests/fixtures/scenarios/orders``, or the scenario's ``tasks.json``
+    (shipped with the product in ``parley/tools/orders/``)."""
+    directory = TASKS_FILE.parent if name == "tasks.json" else FIXTURES_DIR
+    return json.loads((directory / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture

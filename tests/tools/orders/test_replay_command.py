@@ -18,7 +18,7 @@ from parley.tools.models import Environment, ToolCall
 from parley.tools.orders.seed import DATA_DIR, orders_seed_load, orders_state_digest
 from parley.tools.registry import tool_run
 
-from .conftest import FIXTURES_DIR, fixture_json
+from .conftest import TASKS_FILE, fixture_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,7 +33,7 @@ def test_replay_of_every_task_matches_the_reference(
         "--scenario",
         "orders",
         "--tasks",
-        str(FIXTURES_DIR / "tasks.json"),
+        str(TASKS_FILE),
         "--out",
         str(out),
     )

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from parley.agents.services import SCENARIO_DOMAINS, scenario_install
 from parley.platform.errors import ApplicationError
+from parley.platform.progress import ProgressBar
 
 
 class Command(BaseCommand):
@@ -82,17 +83,11 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
 
-        def progress(done: int, total: int, task_id: str) -> None:
-            width = 30
-            filled = width * done // max(total, 1)
-            bar = "#" * filled + "-" * (width - filled)
-            label = f" {task_id}" if task_id else ""
-            self.stderr.write(f"\r[{bar}] {done}/{total}{label:<16}", ending="")
-            if done == total:
-                self.stderr.write("")
-
         summary = scenario_replay(
-            scenario=options["scenario"], tasks=tasks, out_dir=options["out"], progress=progress
+            scenario=options["scenario"],
+            tasks=tasks,
+            out_dir=options["out"],
+            progress=ProgressBar(self.stderr),
         )
         self.stdout.write(
             self.style.SUCCESS(
