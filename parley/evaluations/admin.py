@@ -257,6 +257,10 @@ def _score_rows(summary: dict[str, Any] | None) -> list[tuple[str, str]]:
         ("Extra tool calls (not expected)", str(summary.get("extra_calls", 0))),
         ("Caller turns", str(summary.get("turns", 0))),
         ("Agent LLM tokens", str(summary.get("tokens", 0))),
-        ("LLM TTFT p50 / max (ms)", f"{ttft.get('p50')} / {ttft.get('max')}"),
-        ("TTFA p50 / max (ms, voice mode)", f"{ttfa.get('p50')} / {ttfa.get('max')}"),
+        ("LLM TTFT p50 / max (ms)", f"{_ms(ttft.get('p50'))} / {_ms(ttft.get('max'))}"),
+        ("TTFA p50 / max (ms, voice mode)", f"{_ms(ttfa.get('p50'))} / {_ms(ttfa.get('max'))}"),
     ]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"

@@ -109,6 +109,49 @@ def test_export_of_a_sandbox_shows_its_own_changes(
     assert live_appts["A3001"]["status"] == "scheduled"
 
 
+def test_an_export_loads_back_as_the_live_data(
+    tmp_path: Path, hospital_seeded: dict[str, int]
+) -> None:
+    from parley.tools.environments import sandbox
+    from parley.tools.hospital.models import Appointment
+    from parley.tools.hospital.seed import hospital_state_digest
+    from parley.tools.registry import tool_run
+
+    with sandbox(scenario="hospital") as env:
+        outcome = tool_run(
+            scenario="hospital",
+            name="cancel_appointment",
+            arguments={
+                "patient_identifier": "P2001",
+                "doctor_identifier": "D1002",
+                "appointment_date": "2024-01-15",
+                "appointment_time": "9:00 AM",
+            },
+        )
+        assert outcome.ok
+        sandbox_digest = hospital_state_digest()
+        call_command(
+            "scenario",
+            "export",
+            "--scenario",
+            "hospital",
+            "--environment",
+            str(env.pk),
+            "--out",
+            str(tmp_path / "state"),
+        )
+    call_command("scenario", "load", "--scenario", "hospital", "--from", str(tmp_path / "state"))
+    assert Appointment.objects.get(pk="A3001").status == "cancelled"
+    assert hospital_state_digest() == sandbox_digest  # the round trip is exact
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "patients.json").write_text("[]")
+    with pytest.raises(CommandError, match="cannot load"):
+        call_command("scenario", "load", "--scenario", "hospital", "--from", str(broken))
+    assert hospital_state_digest() == sandbox_digest  # rolled back: nothing lost
+
+
 def test_bad_task_files_and_unknown_environments_are_clear_errors(tmp_path: Path) -> None:
     bad = tmp_path / "tasks.json"
     bad.write_text('[{"id": "t1", "actions": "cancel everything"}]')

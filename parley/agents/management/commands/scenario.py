@@ -1,6 +1,8 @@
 """``manage.py scenario load|export|replay``: install, export and replay scenarios.
 
-- ``load --scenario SLUG``: install a scenario, its tool schemas and seed data (live).
+- ``load --scenario SLUG [--from DIR]``: install a scenario, its tool schemas and seed data
+  (live); ``--from`` replaces the live data with a folder in the seed-file format (an
+  ``export``), through the seed loader itself.
 - ``export --scenario SLUG [--environment ID] --out DIR``: an environment's state in the
   seed-file format (live data without ``--environment``).
 - ``replay --scenario SLUG --tasks FILE.json --out DIR``: every task in a fresh sandbox,
@@ -28,6 +30,12 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         load = sub.add_parser("load", help="install or refresh a scenario")
         load.add_argument("--scenario", required=True, choices=sorted(SCENARIO_DOMAINS))
+        load.add_argument(
+            "--from",
+            dest="from_dir",
+            type=Path,
+            help="replace the live data with this seed-format folder (an export)",
+        )
         export = sub.add_parser("export", help="write an environment's state as seed files")
         export.add_argument("--scenario", required=True, choices=sorted(SCENARIO_DOMAINS))
         export.add_argument("--environment", default="", help="sandbox id (default: live)")
@@ -49,8 +57,26 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         tools = scenario.tool_schemas.count()
+        if options["from_dir"] is None:
+            self.stdout.write(
+                self.style.SUCCESS(f"scenario {scenario.slug}: {tools} tools, seed loaded")
+            )
+            return
+        from importlib import import_module
+
+        seed = import_module(f"parley.tools.{scenario.slug}.seed")
+        try:
+            counts = getattr(seed, f"{scenario.slug}_seed_load")(
+                data_dir=options["from_dir"], reset=True
+            )
+        except (OSError, ValueError) as exc:  # rolled back: the live data is unchanged
+            raise CommandError(f"cannot load {options['from_dir']}: {exc}") from exc
+        loaded = ", ".join(f"{n} {name}" for name, n in counts.items())
         self.stdout.write(
-            self.style.SUCCESS(f"scenario {scenario.slug}: {tools} tools, seed loaded")
+            self.style.SUCCESS(
+                f"scenario {scenario.slug}: live data replaced from {options['from_dir']} "
+                f"({loaded})"
+            )
         )
 
     def _export(self, options: dict) -> None:
