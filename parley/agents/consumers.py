@@ -82,9 +82,7 @@ class CallConsumer(AsyncWebsocketConsumer):
             conversation_id=self.conversation_id,
             started_at=opened.started_at,
         )
-        self.session = call_session_build(
-            opened, providers, recorder=self.recorder, audio=self
-        )
+        self.session = call_session_build(opened, providers, recorder=self.recorder, audio=self)
         try:
             await self.session.start()
         except STTError as exc:

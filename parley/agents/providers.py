@@ -56,6 +56,12 @@ class CallConfig:
     elevenlabs_model_id: str
     elevenlabs_latency: int
     pool_kind: str
+    pool_id: int
+    pool_slug: str
+    #: The pool has LLM servers: calls go through the fleet router (else ``llm_base_url``).
+    pool_has_servers: bool
+    ttft_deadline_ms: int
+    max_attempts: int
     llm_base_url: str
     llm_model: str
     llm_api_key_env: str
@@ -143,6 +149,11 @@ def call_config_build(
         elevenlabs_model_id=agent.elevenlabs_model_id,
         elevenlabs_latency=agent.elevenlabs_latency,
         pool_kind=pool.kind,
+        pool_id=pool.pk,
+        pool_slug=pool.slug,
+        pool_has_servers=pool.servers.filter(enabled=True).exists(),
+        ttft_deadline_ms=pool.ttft_deadline_ms,
+        max_attempts=pool.max_attempts,
         llm_base_url=pool.base_url,
         llm_model=pool.model,
         llm_api_key_env=pool.api_key_env,
@@ -191,7 +202,11 @@ def provider_keys_check(config: CallConfig, *, text_only: bool = False) -> Provi
             needed_by="ElevenLabs text-to-speech",
             agent=config.agent_slug,
         )
-    if config.pool_kind != ModelPool.Kind.SIMULATOR and config.llm_api_key_env:
+    if (
+        config.pool_kind != ModelPool.Kind.SIMULATOR
+        and config.llm_api_key_env
+        and not config.pool_has_servers  # fleet servers read their own keys
+    ):
         llm = _key_from_env(
             config.llm_api_key_env,
             needed_by=f"the LLM endpoint {config.llm_base_url}",
@@ -254,6 +269,14 @@ async def providers_build(config: CallConfig, *, text_only: bool = False) -> Pro
     else:
         stt = _stt_build(config, keys)
         tts, fallback_tts = _tts_build(config, keys)
+    if config.pool_has_servers:
+        return Providers(
+            vad=StreamingVAD(config.vad),
+            stt=stt,
+            llm=_fleet_llm_build(config),
+            tts=tts,
+            fallback_tts=fallback_tts,
+        )
     if config.pool_kind == ModelPool.Kind.SIMULATOR:
         from parley.agents.simulator_runtime import simulator_base_url
 
@@ -278,4 +301,29 @@ async def providers_build(config: CallConfig, *, text_only: bool = False) -> Pro
     )
     return Providers(
         vad=StreamingVAD(config.vad), stt=stt, llm=llm, tts=tts, fallback_tts=fallback_tts
+    )
+
+
+def _fleet_llm_build(config: CallConfig) -> LLM:
+    """The call's LLM over the pool's servers (routing, failover: docs/fleet.md)."""
+    from parley.agents.voice.llm.fleet import FleetLLM, FleetSettings
+    from parley.platform.fleet.services import pool_router, router_refresh
+
+    pool_id = config.pool_id
+
+    async def refresh() -> None:
+        await router_refresh(pool_id)
+
+    return FleetLLM(
+        settings=FleetSettings(
+            pool=config.pool_slug,
+            model=config.llm_model,
+            temperature=config.llm_temperature,
+            max_tokens=config.llm_max_tokens,
+            timeout_s=config.llm_timeout_s,
+            ttft_deadline_ms=config.ttft_deadline_ms,
+            max_attempts=config.max_attempts,
+        ),
+        router=pool_router(pool_id, pool_slug=config.pool_slug),
+        refresh=refresh,
     )

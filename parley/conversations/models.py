@@ -83,6 +83,11 @@ class Turn(models.Model):
     ttfa_ms = models.FloatField(null=True, blank=True)
     agent_audio_ms = models.FloatField(null=True, blank=True)
     llm_steps = models.PositiveSmallIntegerField(default=0)
+    routing = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Fleet routing of each LLM step: server, reason, attempts, failovers.",
+    )
     error = models.TextField(blank=True)
 
     class Meta:

@@ -97,6 +97,7 @@ def _turn_apply(
             "user_speech_ms": data.get("user_speech_ms"),
             "agent_audio_ms": data.get("agent_audio_ms"),
             "llm_steps": data.get("llm_steps", 0),
+            "routing": data.get("routing") or [],
             "error": data.get("error", ""),
             "ended_at": at,
         }

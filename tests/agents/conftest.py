@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from parley.agents.models import Agent
-from parley.agents.services import agent_create, model_pool_simulator_ensure, scenario_install
 from parley.platform.fleet.models import ModelPool
 
 
@@ -24,25 +22,6 @@ async def _close_channel_layer_pools():  # noqa: ANN202
     layer = get_channel_layer()
     if hasattr(layer, "close_pools"):
         await layer.close_pools()
-
-
-@pytest.fixture
-def hospital_agent(db) -> Agent:  # noqa: ANN001
-    scenario = scenario_install(slug="hospital")
-    pool = model_pool_simulator_ensure()
-    return agent_create(
-        slug="hospital-receptionist",
-        name="Hospital receptionist",
-        scenario=scenario,
-        model_pool=pool,
-        prompt="You are a hospital receptionist.",
-    )
-
-
-@pytest.fixture
-def reports_dir(settings, tmp_path):  # noqa: ANN001, ANN201
-    settings.PARLEY_REPORTS_DIR = tmp_path / "reports"
-    return settings.PARLEY_REPORTS_DIR
 
 
 def script_pool(*, key: str) -> ModelPool:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import httpx
@@ -678,3 +679,78 @@ def test_dates_and_times_in_stt_text(text: str, date: str | None, time: str | No
 def test_phone_numbers_in_stt_text() -> None:
     assert find_phone(tokens("at five five five nine eight seven six"))[0] == "555-9876"
     assert find_phone(tokens("at 555-1022 please"))[0] == "555-1022"
+
+
+# ---------------------------------------------------------------- latency profiles and faults
+
+STREAM_BODY = {
+    "model": "parley-simulator",
+    "stream": True,
+    "messages": [{"role": "user", "content": "one two three four five six seven eight"}],
+}
+
+
+async def test_faults_change_at_runtime_and_bad_ones_are_refused(
+    simulator: SimulatorServer, client: httpx.AsyncClient
+) -> None:
+    faults = await client.post(root(simulator, "/simulator/faults"), json={"error_rate": 1.0})
+    assert faults.status_code == 200 and faults.json()["error_rate"] == 1.0
+    failed = await client.post("/chat/completions", json=STREAM_BODY)
+    assert failed.status_code == 500
+    assert failed.json()["error"]["type"] == "server_error"
+    for bad in ({"error_rate": 2}, {"nonsense": 1}, [1]):
+        response = await client.post(root(simulator, "/simulator/faults"), json=bad)
+        assert response.status_code == 400
+    assert simulator.faults.error_rate == 1.0  # a refused change changes nothing
+    simulator.set_faults(error_rate=0.0, unhealthy=True)
+    health = await client.get(root(simulator, "/health"))
+    assert health.status_code == 503
+    assert (await client.get("/models")).json()["data"] == []
+    stats = (await client.get(root(simulator, "/simulator/stats"))).json()
+    assert stats["faults_injected"] == {"error": 1}
+
+
+async def test_a_stall_delays_the_first_token_and_slow_mode_every_token(
+    simulator: SimulatorServer, client: httpx.AsyncClient
+) -> None:
+    async def ttft_s() -> float:
+        started = time.perf_counter()
+        async with client.stream("POST", "/chat/completions", json=STREAM_BODY) as response:
+            async for line in response.aiter_lines():
+                if '"content":"' in line and '"content":""' not in line:
+                    return time.perf_counter() - started
+        raise AssertionError("no token")
+
+    simulator.set_faults(stall_rate=1.0, stall_ms=300)
+    assert await ttft_s() >= 0.3
+    simulator.set_faults(stall_rate=0.0, slow_factor=40)  # 5 ms -> 200 ms
+    assert 0.2 <= await ttft_s() < 0.3
+
+
+async def test_a_stream_can_drop_its_connection_after_n_tokens(
+    simulator: SimulatorServer, client: httpx.AsyncClient
+) -> None:
+    simulator.set_faults(disconnect_after_tokens=2)
+    received = []
+    with pytest.raises(httpx.HTTPError):
+        async with client.stream("POST", "/chat/completions", json=STREAM_BODY) as response:
+            async for line in response.aiter_lines():
+                received.append(line)
+    assert not any("[DONE]" in line for line in received)
+    assert sum('"content":"' in line for line in received) <= 3  # role delta + 2 tokens
+    assert simulator.stats.faults_injected == {"disconnect": 1}
+
+
+async def test_latency_profiles_draw_ttft_around_its_median() -> None:
+    settings = SimulatorSettings(ttft_ms=40, itl_ms=1, ttft_sigma=0.5, seed=3)
+    async with SimulatorServer(settings) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            samples = []
+            for _ in range(15):
+                started = time.perf_counter()
+                body = {**STREAM_BODY, "stream": False}
+                assert (await http.post("/chat/completions", json=body)).status_code == 200
+                samples.append(time.perf_counter() - started)
+    samples.sort()
+    assert samples[-1] > 1.5 * samples[0]  # a spread, not one fixed delay
+    assert 0.02 < samples[len(samples) // 2] < 0.12

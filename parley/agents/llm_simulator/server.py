@@ -18,7 +18,15 @@ Endpoints:
 * ``POST /simulator/scripts/{key}`` (body: a script, see
   :class:`~parley.agents.llm_simulator.policies.Script`) and ``DELETE`` of the same path —
   register or drop a test script, selected with ``model="simulator-script/{key}"``.
-* ``GET /simulator/stats`` — counters (requests, streams started/completed/aborted).
+* ``GET /simulator/stats`` — counters (requests, streams started/completed/aborted, faults).
+* ``GET|POST /simulator/faults`` — read or change the fault injection of the running server
+  (:class:`Faults`; a POST body updates the fields it names), so a test or a benchmark can
+  break and heal a server without restarting it.
+
+Latency profile: per request, TTFT = ``ttft_ms`` x LogNormal(0, ``ttft_sigma``) and each
+inter-token gap = ``itl_ms`` x LogNormal(0, ``itl_sigma``) (``ttft_ms``/``itl_ms`` are the
+medians; sigma 0 = fixed; sigma 0.3 puts p95 at about 1.64 x the median), both multiplied by
+``Faults.slow_factor``. Draws come from one ``random.Random(seed)`` per server.
 
 Every response carries ``system_fingerprint="parley-llm-simulator"``. The server only sleeps
 and writes on the event loop; policies are pure functions of the request.
@@ -27,8 +35,10 @@ and writes on the event loop; policies are pure functions of the request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import random
 import re
 import time
 import uuid
@@ -62,6 +72,7 @@ __all__ = [
     "STATS_KEY",
     "SYSTEM_FINGERPRINT",
     "SimulatorServer",
+    "Faults",
     "SimulatorSettings",
     "SimulatorStats",
     "create_app",
@@ -77,6 +88,47 @@ _ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Faults:
+    """Fault injection, drawn per request.
+
+    ``error_rate``: share of completions answered at once with HTTP 500 (OpenAI error JSON).
+    ``stall_rate`` / ``stall_ms``: share of streams that stall this long before the first
+    token (then go on normally). ``disconnect_after_tokens`` / ``disconnect_rate``: share of
+    streams whose connection is dropped after that many token deltas (no ``[DONE]``).
+    ``slow_factor``: multiplies TTFT and ITL ("slow mode"). ``unhealthy``: ``/health`` answers
+    503 and ``/v1/models`` lists no model (completions still work: a half-broken server).
+    """
+
+    error_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall_ms: float = 0.0
+    disconnect_after_tokens: int | None = None
+    disconnect_rate: float = 1.0
+    slow_factor: float = 1.0
+    unhealthy: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "stall_rate", "disconnect_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within 0..1")
+        if self.stall_ms < 0 or self.slow_factor <= 0:
+            raise ValueError("stall_ms must be >= 0 and slow_factor > 0")
+        if self.disconnect_after_tokens is not None and self.disconnect_after_tokens < 0:
+            raise ValueError("disconnect_after_tokens must be >= 0")
+
+    def updated(self, changes: dict[str, Any]) -> Faults:
+        """A copy with ``changes`` applied. Raises ``ValueError`` for unknown fields or values."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SimulatorSettings:
     """Where the simulator listens and how fast its "model" is.
 
@@ -89,6 +141,10 @@ class SimulatorSettings:
     port: int = 8100
     ttft_ms: float = 150.0
     itl_ms: float = 15.0
+    ttft_sigma: float = 0.0
+    itl_sigma: float = 0.0
+    seed: int | None = None
+    faults: Faults = field(default_factory=Faults)
     model: str = "parley-simulator"
 
     def __post_init__(self) -> None:
@@ -96,6 +152,8 @@ class SimulatorSettings:
             raise ValueError("the simulator's model id must contain 'simulator'")
         if self.ttft_ms < 0 or self.itl_ms < 0:
             raise ValueError("ttft_ms and itl_ms must be >= 0")
+        if self.ttft_sigma < 0 or self.itl_sigma < 0:
+            raise ValueError("ttft_sigma and itl_sigma must be >= 0")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535")
 
@@ -113,6 +171,7 @@ class SimulatorStats:
     streams_started: int = 0
     streams_completed: int = 0
     streams_aborted: int = 0
+    faults_injected: dict[str, int] = field(default_factory=dict)
     peers: set[str] = field(default_factory=set)
     recent_requests: deque[Any] = field(default_factory=lambda: deque(maxlen=100))
 
@@ -123,12 +182,27 @@ class SimulatorStats:
             "streams_completed": self.streams_completed,
             "streams_aborted": self.streams_aborted,
             "connections": len(self.peers),
+            "faults_injected": dict(self.faults_injected),
         }
+
+    def fault(self, kind: str) -> None:
+        self.faults_injected[kind] = self.faults_injected.get(kind, 0) + 1
 
 
 SETTINGS_KEY = web.AppKey("parley_simulator_settings", SimulatorSettings)
 ROUTER_KEY = web.AppKey("parley_simulator_router", PolicyRouter)
 STATS_KEY = web.AppKey("parley_simulator_stats", SimulatorStats)
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """The mutable part of a running server: its faults and its random source."""
+
+    faults: Faults
+    rng: random.Random
+
+
+RUNTIME_KEY = web.AppKey("parley_simulator_runtime", _Runtime)
 _STARTED_KEY = web.AppKey("parley_simulator_started", int)
 
 
@@ -293,7 +367,7 @@ def _error(
         {
             "error": {
                 "message": message,
-                "type": "invalid_request_error",
+                "type": "server_error" if status >= 500 else "invalid_request_error",
                 "param": param,
                 "code": code,
             }
@@ -307,14 +381,33 @@ def _error(
 
 async def _health(request: web.Request) -> web.Response:
     router = request.app[ROUTER_KEY]
+    if request.app[RUNTIME_KEY].faults.unhealthy:
+        return web.json_response(
+            {"status": "unhealthy", "simulator": True, "name": SIMULATOR_NAME}, status=503
+        )
     return web.json_response(
         {"status": "ok", "simulator": True, "name": SIMULATOR_NAME, "models": router.model_ids()}
     )
 
 
+async def _faults(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME_KEY]
+    if request.method == "POST":
+        try:
+            changes = await request.json()
+            if not isinstance(changes, dict):
+                raise ValueError("the body must be a JSON object of fault fields")
+            runtime.faults = runtime.faults.updated(changes)
+        except ValueError as exc:
+            return _error(400, str(exc))
+    return web.json_response(dataclasses.asdict(runtime.faults))
+
+
 async def _models(request: web.Request) -> web.Response:
     router = request.app[ROUTER_KEY]
     created = request.app[_STARTED_KEY]
+    if request.app[RUNTIME_KEY].faults.unhealthy:
+        return web.json_response({"object": "list", "data": []})
     return web.json_response(
         {
             "object": "list",
@@ -383,9 +476,23 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
             param="model",
             code="model_not_found",
         )
+    runtime = request.app[RUNTIME_KEY]
+    faults, rng = runtime.faults, runtime.rng
+    if faults.error_rate and rng.random() < faults.error_rate:
+        stats.fault("error")
+        return _error(500, "Simulated server error (fault injection).", code="simulated_fault")
     reply = policy.respond(completion.chat)
     render = _Rendered.build(reply, completion, settings)
+    render.ttft_s *= faults.slow_factor * _lognormal(rng, settings.ttft_sigma)
+    render.itl_s *= faults.slow_factor
+    render.itl_sigma = settings.itl_sigma
+    render.rng = rng
     if completion.stream:
+        if faults.stall_rate and rng.random() < faults.stall_rate:
+            stats.fault("stall")
+            render.ttft_s += faults.stall_ms / 1000.0
+        if faults.disconnect_after_tokens is not None and rng.random() < faults.disconnect_rate:
+            render.disconnect_after = faults.disconnect_after_tokens
         return await _stream(request, completion, render)
     await asyncio.sleep(render.total_delay_s())
     return web.json_response(render.completion_object(completion))
@@ -404,6 +511,15 @@ class _Rendered:
     prompt_tokens: int
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
+    itl_sigma: float = 0.0
+    rng: random.Random | None = None
+    disconnect_after: int | None = None  # drop the connection after this many token deltas
+
+    def gap_s(self) -> float:
+        """One inter-token gap (the latency profile's ITL draw)."""
+        if self.rng is None or not self.itl_sigma:
+            return self.itl_s
+        return self.itl_s * _lognormal(self.rng, self.itl_sigma)
 
     @classmethod
     def build(cls, reply: Reply, completion: _Completion, settings: SimulatorSettings) -> _Rendered:
@@ -517,6 +633,11 @@ class _Rendered:
         }
 
 
+def _lognormal(rng: random.Random, sigma: float) -> float:
+    """A LogNormal(0, sigma) factor (median 1); exactly 1 when sigma is 0."""
+    return rng.lognormvariate(0.0, sigma) if sigma else 1.0
+
+
 def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
@@ -534,8 +655,14 @@ async def _stream(
         await asyncio.sleep(render.ttft_s)
         await response.write(_sse(render.chunk({"role": "assistant", "content": ""})))
         for position, delta in enumerate(render.deltas()):
+            if position == render.disconnect_after:
+                stats.fault("disconnect")
+                stats.streams_aborted += 1
+                if request.transport is not None:
+                    request.transport.close()  # mid-stream: no more chunks, no [DONE]
+                return response
             if position:
-                await asyncio.sleep(render.itl_s)
+                await asyncio.sleep(render.gap_s())
             await response.write(_sse(render.chunk(delta)))
         await response.write(_sse(render.chunk({}, finish_reason=render.finish_reason)))
         if completion.include_usage:
@@ -582,6 +709,7 @@ def create_app(
     app[SETTINGS_KEY] = settings
     app[ROUTER_KEY] = PolicyRouter(model=settings.model, scripts=scripts)
     app[STATS_KEY] = SimulatorStats()
+    app[RUNTIME_KEY] = _Runtime(faults=settings.faults, rng=random.Random(settings.seed))
     app[_STARTED_KEY] = int(time.time())
     app.router.add_get("/health", _health)
     app.router.add_get("/v1/models", _models)
@@ -589,6 +717,8 @@ def create_app(
     app.router.add_post("/simulator/scripts/{key}", _register_script)
     app.router.add_delete("/simulator/scripts/{key}", _delete_script)
     app.router.add_get("/simulator/stats", _stats)
+    app.router.add_get("/simulator/faults", _faults)
+    app.router.add_post("/simulator/faults", _faults)
     return app
 
 
@@ -630,6 +760,16 @@ class SimulatorServer:
     @property
     def model(self) -> str:
         return self.settings.model
+
+    @property
+    def faults(self) -> Faults:
+        return self.app[RUNTIME_KEY].faults
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Change the running server's fault injection (see :class:`Faults`)."""
+        runtime = self.app[RUNTIME_KEY]
+        runtime.faults = runtime.faults.updated(changes)
+        return runtime.faults
 
     def register_script(
         self,
@@ -690,13 +830,14 @@ def run(settings: SimulatorSettings) -> None:
     """Serve the simulator on ``settings.host:settings.port`` until interrupted (blocking)."""
     app = create_app(settings)
     logger.warning(
-        "%s serving model %r on http://%s:%d/v1 (ttft %g ms, itl %g ms)",
+        "%s serving model %r on http://%s:%d/v1 (ttft %g ms, itl %g ms, faults %s)",
         SIMULATOR_NAME,
         settings.model,
         settings.host,
         settings.port,
         settings.ttft_ms,
         settings.itl_ms,
+        settings.faults,
     )
     web.run_app(
         app,

@@ -109,6 +109,8 @@ class LLMDone:
     model: str | None = None
     #: Token counts when the server sent a usage chunk (``prompt_tokens``, ``completion_tokens``).
     usage: dict[str, int] | None = None
+    #: How a fleet routed the request: ``{"server", "reason", "attempts": [...]}``.
+    route: dict[str, Any] | None = None
 
 
 LLMChunk = TextDelta | LLMDone

@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 #: Spoken when the LLM fails or the tool-step cap is hit, so the caller is never left in silence.
 FALLBACK_REPLY = "Sorry, I'm having trouble with that right now. Could you say it again?"
 STEP_CAP_REPLY = "Sorry, that is taking me too many steps. Could you put it another way?"
+#: Spoken after the part already said when the LLM stream breaks mid-reply (never a repeat).
+BROKEN_REPLY_TAIL = "Sorry, I lost my connection for a moment."
 #: At hang-up, how long the STT stream's last messages may take to arrive (s).
 _STT_DRAIN_S = 1.0
 
@@ -120,6 +122,7 @@ class TurnState:
     final_event: asyncio.Event = field(default_factory=asyncio.Event)
     ended: bool = False
     typed: bool = False  # the caller's words arrived as text, not speech
+    routes: list[dict[str, Any]] = field(default_factory=list)  # fleet routing per LLM step
     usage: dict[str, int] = field(default_factory=dict)  # LLM token counts, summed over steps
 
 
@@ -495,14 +498,24 @@ class CallSession:
             except LLMError as exc:
                 turn.status = "error"
                 turn.error = f"llm: {exc}"
+                if exc.route:
+                    await self._record_route(turn, step + 1, exc.route)
                 await self._emit(
                     "error", turn.index, code="llm_error", message=str(exc), fatal=False
                 )
-                for sentence in chunker.flush():
-                    await self._queue_sentence(turn, sentence, speech_queue, requested_at)
-                if not turn.agent_text:
+                partial = chunker.flush()
+                if not turn.agent_text and not partial:
                     await self._queue_sentence(turn, FALLBACK_REPLY, speech_queue, requested_at)
+                    return
+                # Part of this reply exists (maybe heard): close its last sentence and say
+                # why it stops; never start the answer again (the caller would hear it twice).
+                for sentence in partial:
+                    ended = sentence if sentence[-1:] in ".!?…" else f"{sentence}…"
+                    await self._queue_sentence(turn, ended, speech_queue, requested_at)
+                await self._queue_sentence(turn, BROKEN_REPLY_TAIL, speech_queue, requested_at)
                 return
+            if done is not None and done.route:
+                await self._record_route(turn, step + 1, done.route)
             for sentence in chunker.flush():
                 await self._queue_sentence(turn, sentence, speech_queue, requested_at)
             if done is None or not done.tool_calls:
@@ -519,6 +532,10 @@ class CallSession:
             fatal=False,
         )
         await self._queue_sentence(turn, STEP_CAP_REPLY, speech_queue, time.monotonic())
+
+    async def _record_route(self, turn: TurnState, step: int, route: dict[str, Any]) -> None:
+        turn.routes.append({"step": step, **route})
+        await self._emit("llm.route", turn.index, step=step, **route)
 
     async def _run_tools(
         self, turn: TurnState, text: str, calls: tuple[ToolCallRequest, ...]
@@ -763,6 +780,7 @@ class CallSession:
             error=turn.error,
             metrics=metrics,
             usage=dict(turn.usage),
+            routing=list(turn.routes),
         )
 
     async def _emit(self, type_: str, turn: int, **data: Any) -> None:

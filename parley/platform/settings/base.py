@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "channels",
+    "django_celery_beat",
     "parley.platform.fleet",
     "parley.agents",
     "parley.tools",

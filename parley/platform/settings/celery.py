@@ -18,3 +18,13 @@ CELERY_TASK_TIME_LIMIT = 60
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+
+# Periodic tasks: django-celery-beat's database scheduler (editable in the admin), seeded with
+# this schedule. Run `celery -A parley.platform beat`.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "fleet-health-check": {
+        "task": "parley.platform.fleet.tasks.fleet_health_check_all",
+        "schedule": env.float("FLEET_HEALTH_INTERVAL_S", default=10.0),
+    },
+}

@@ -35,3 +35,14 @@ PARLEY_PROVIDER_OVERRIDES = env.bool("PARLEY_PROVIDER_OVERRIDES", default=True)
 #: Where evaluation jobs in voice mode reach the caller WebSocket (the Daphne server's base
 #: URL). ``manage.py evaluate`` serves Parley in-process instead unless given ``--url``.
 PARLEY_CALL_URL = env.str("PARLEY_CALL_URL", default="ws://127.0.0.1:8000")
+
+# The LLM fleet (docs/fleet.md): health state machine and how often routers and checks run.
+FLEET_FAILURE_THRESHOLD = env.int("FLEET_FAILURE_THRESHOLD", default=3)
+FLEET_COOLDOWN_S = env.float("FLEET_COOLDOWN_S", default=10.0)
+FLEET_MAX_COOLDOWN_S = env.float("FLEET_MAX_COOLDOWN_S", default=120.0)
+FLEET_DOWN_AFTER = env.int("FLEET_DOWN_AFTER", default=12)
+FLEET_REFRESH_S = env.float("FLEET_REFRESH_S", default=2.0)
+FLEET_HEALTH_INTERVAL_S = env.float("FLEET_HEALTH_INTERVAL_S", default=10.0)
+FLEET_HEALTH_TIMEOUT_S = env.float("FLEET_HEALTH_TIMEOUT_S", default=2.0)
+#: When set, ``/metrics`` requires ``Authorization: Bearer <token>``.
+PARLEY_METRICS_TOKEN = env.str("PARLEY_METRICS_TOKEN", default="")

@@ -146,6 +146,8 @@ class FakeLLM(LLM):
             for chunk in response:
                 if self.token_delay_s:
                     await asyncio.sleep(self.token_delay_s)
+                if isinstance(chunk, Exception):  # a stream that breaks part-way
+                    raise chunk
                 yield chunk
         except asyncio.CancelledError:
             self.cancelled += 1

@@ -11,12 +11,18 @@ from parley.agents.voice.llm.base import LLMError
 from parley.agents.voice.messages import (
     LLMDone,
     STTNotice,
+    TextDelta,
     ToolCallRequest,
     ToolResult,
     Transcript,
 )
 from parley.agents.voice.metrics import LATENCY_COMPONENTS
-from parley.agents.voice.session import FALLBACK_REPLY, STEP_CAP_REPLY, SessionSettings
+from parley.agents.voice.session import (
+    BROKEN_REPLY_TAIL,
+    FALLBACK_REPLY,
+    STEP_CAP_REPLY,
+    SessionSettings,
+)
 from tests.agents.voice.fakes import FakeTools, FakeTTS, in_turn_order, run_session, text_response
 
 pytestmark = pytest.mark.asyncio
@@ -409,3 +415,43 @@ async def test_bad_text_turns_raise_value_error(text: str) -> None:
         await h.session.push_text(text)
     await h.session.aclose()
     assert "turn.started" not in h.recorder.types()
+
+
+async def test_a_stream_that_breaks_mid_reply_ends_its_sentence_and_is_not_repeated() -> None:
+    route = {
+        "server": None,
+        "reason": "affinity",
+        "failovers": 0,
+        "attempts": [
+            {"server": "vllm-1", "reason": "affinity", "outcome": "broken_stream", "ms": 80.0}
+        ],
+    }
+    broken = [
+        TextDelta("Your appointment is on Monday. "),
+        TextDelta("Dr. Smith will "),
+        LLMError("the stream from vllm-1 broke after its first token", route=route),
+    ]
+    h = await run_session(transcripts=["when is my appointment"], responses=[broken])
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    assert h.tts.texts == ["Your appointment is on Monday.", "Dr. Smith will…", BROKEN_REPLY_TAIL]
+    assert FALLBACK_REPLY not in h.tts.texts and len(h.llm.requests) == 1  # no second answer
+    assert h.recorder.first("llm.route").data["attempts"][0]["outcome"] == "broken_stream"
+    ended = h.recorder.first("turn.ended").data
+    assert ended["status"] == "error" and ended["routing"][0]["step"] == 1
+
+
+async def test_the_fleets_route_of_each_llm_step_is_an_event_and_on_the_turn() -> None:
+    route = {"server": "vllm-2", "reason": "failover", "failovers": 1, "attempts": []}
+    h = await run_session(
+        transcripts=["hi"],
+        responses=[[TextDelta("Hello there. "), LLMDone(finish_reason="stop", route=route)]],
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    types = h.recorder.types(1)
+    assert types.index("llm.route") < types.index("turn.ended")
+    assert h.recorder.first("llm.route").data == {"step": 1, **route}
+    assert h.recorder.first("turn.ended").data["routing"] == [{"step": 1, **route}]

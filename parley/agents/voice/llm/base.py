@@ -15,7 +15,14 @@ from parley.agents.voice.messages import LLMChunk
 
 
 class LLMError(RuntimeError):
-    """The LLM endpoint failed (refused connection, HTTP error, broken stream)."""
+    """The LLM endpoint failed (refused connection, HTTP error, broken stream).
+
+    ``route``: how the request was routed when a fleet served it (servers tried, outcomes).
+    """
+
+    def __init__(self, message: str, *, route: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.route = route
 
 
 class LLM(abc.ABC):

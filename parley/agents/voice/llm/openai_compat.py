@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,9 +98,17 @@ class OpenAICompatLLM(LLM):
         )
 
     async def stream(
-        self, *, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        *,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        on_first_token: Callable[[], None] | None = None,
     ) -> AsyncIterator[LLMChunk]:
-        """Stream one completion; see the class docstring for what is yielded and raised."""
+        """Stream one completion; see the class docstring for what is yielded and raised.
+
+        ``on_first_token`` is called once, when the first text or tool-call delta arrives (a
+        tool-call response yields nothing until its end: the fleet's TTFT deadline needs it).
+        """
         request = self._request(messages=messages, tools=tools)
         calls = _ToolCallAccumulator()
         finish_reason: str | None = None
@@ -124,6 +132,9 @@ class OpenAICompatLLM(LLM):
                             continue  # n=1 is requested; ignore stray extra choices
                         delta = getattr(choice, "delta", None)
                         if delta is not None:
+                            if on_first_token is not None and (delta.content or delta.tool_calls):
+                                on_first_token()
+                                on_first_token = None
                             if delta.content:
                                 yield TextDelta(text=delta.content)
                             for tool_delta in delta.tool_calls or ():
