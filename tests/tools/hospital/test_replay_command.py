@@ -74,9 +74,8 @@ def test_export_writes_the_seed_file_format(
         assert list(exported) == list(original)  # same record order
 
 
-def test_export_of_a_sandbox_shows_its_own_changes(
-    tmp_path: Path, hospital_seeded: dict[str, int]
-) -> None:
+def _export_a_sandbox_with_a_cancellation(out: Path) -> str:
+    """Cancel A3001 in a fresh sandbox, export the sandbox to ``out``; returns its digest."""
     from parley.tools.environments import sandbox
     from parley.tools.registry import tool_run
 
@@ -100,8 +99,15 @@ def test_export_of_a_sandbox_shows_its_own_changes(
             "--environment",
             str(env.pk),
             "--out",
-            str(tmp_path / "sandbox"),
+            str(out),
         )
+        return hospital_state_digest()
+
+
+def test_export_of_a_sandbox_shows_its_own_changes(
+    tmp_path: Path, hospital_seeded: dict[str, int]
+) -> None:
+    _export_a_sandbox_with_a_cancellation(tmp_path / "sandbox")
     call_command("scenario", "export", "--scenario", "hospital", "--out", str(tmp_path / "live"))
     sandbox_appts = json.loads((tmp_path / "sandbox/appointments.json").read_text())
     live_appts = json.loads((tmp_path / "live/appointments.json").read_text())
@@ -112,34 +118,9 @@ def test_export_of_a_sandbox_shows_its_own_changes(
 def test_an_export_loads_back_as_the_live_data(
     tmp_path: Path, hospital_seeded: dict[str, int]
 ) -> None:
-    from parley.tools.environments import sandbox
     from parley.tools.hospital.models import Appointment
-    from parley.tools.hospital.seed import hospital_state_digest
-    from parley.tools.registry import tool_run
 
-    with sandbox(scenario="hospital") as env:
-        outcome = tool_run(
-            scenario="hospital",
-            name="cancel_appointment",
-            arguments={
-                "patient_identifier": "P2001",
-                "doctor_identifier": "D1002",
-                "appointment_date": "2024-01-15",
-                "appointment_time": "9:00 AM",
-            },
-        )
-        assert outcome.ok
-        sandbox_digest = hospital_state_digest()
-        call_command(
-            "scenario",
-            "export",
-            "--scenario",
-            "hospital",
-            "--environment",
-            str(env.pk),
-            "--out",
-            str(tmp_path / "state"),
-        )
+    sandbox_digest = _export_a_sandbox_with_a_cancellation(tmp_path / "state")
     call_command("scenario", "load", "--scenario", "hospital", "--from", str(tmp_path / "state"))
     assert Appointment.objects.get(pk="A3001").status == "cancelled"
     assert hospital_state_digest() == sandbox_digest  # the round trip is exact
