@@ -19,11 +19,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from parley.agents.providers import providers_build
-from parley.agents.runtime import EventRecorder, call_open, call_session_build
+from parley.agents.runtime import EventRecorder, call_close, call_open, call_session_build
 from parley.agents.voice.session import CallSession
 from parley.agents.voice.stt.base import STTError
 from parley.conversations.models import Conversation
-from parley.conversations.services import conversation_end
 from parley.platform.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -160,18 +159,15 @@ class CallConsumer(AsyncWebsocketConsumer):
         if self._ended:
             return
         self._ended = True
-        try:
-            if self.session is not None:
-                await self.session.aclose(reason=reason)
-        finally:
-            if self.recorder is not None:
-                await self.recorder.aclose()
-            if self.conversation_id is not None:
-                await database_sync_to_async(conversation_end)(
-                    conversation_id=self.conversation_id, status=status, reason=reason
-                )
-            if self.recorder is not None and self.recorder.call_ended is not None:
-                await self.send_json_safe(self.recorder.call_ended)
+        call_ended = await call_close(
+            session=self.session,
+            recorder=self.recorder,
+            conversation_id=self.conversation_id,
+            status=status,
+            reason=reason,
+        )
+        if call_ended is not None:
+            await self.send_json_safe(call_ended)
 
     # AudioSink
     async def send_audio(self, pcm16: bytes) -> None:

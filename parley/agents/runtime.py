@@ -28,7 +28,11 @@ from parley.agents.providers import (
 from parley.agents.selectors import agent_get_for_call, prompt_active
 from parley.agents.voice.messages import SessionEvent, ToolCallRequest, ToolResult
 from parley.agents.voice.session import AudioSink, CallSession, SessionSettings
-from parley.conversations.services import call_events_record, conversation_start
+from parley.conversations.services import (
+    call_events_record,
+    conversation_end,
+    conversation_start,
+)
 from parley.platform.errors import ApplicationError
 from parley.tools.environments import environment_from_call_token
 from parley.tools.services import tool_call_start
@@ -248,3 +252,27 @@ def call_session_build(
             text_only=text_only,
         ),
     )
+
+
+async def call_close(
+    *,
+    session: CallSession | None,
+    recorder: EventRecorder | None,
+    conversation_id: uuid.UUID | None,
+    status: str,
+    reason: str,
+) -> dict[str, Any] | None:
+    """End a call whatever state it reached: close the session (its tasks and providers),
+    flush every event to the database, mark the Conversation ended. Returns the
+    ``call.ended`` event for the transport to send last (``None`` if the call never started)."""
+    try:
+        if session is not None:
+            await session.aclose(reason=reason)
+    finally:
+        if recorder is not None:
+            await recorder.aclose()
+        if conversation_id is not None:
+            await database_sync_to_async(conversation_end)(
+                conversation_id=conversation_id, status=status, reason=reason
+            )
+    return recorder.call_ended if recorder is not None else None

@@ -23,10 +23,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from parley.agents.providers import providers_build
-from parley.agents.runtime import EventRecorder, call_open, call_session_build
+from parley.agents.runtime import EventRecorder, call_close, call_open, call_session_build
 from parley.agents.voice.session import CallSession
 from parley.conversations.models import Conversation
-from parley.conversations.services import conversation_end
 
 
 class TextCallError(RuntimeError):
@@ -154,13 +153,10 @@ class TextCall:
         if self._ended:
             return
         self._ended = True
-        try:
-            if self._session is not None:
-                await self._session.aclose(reason=reason)
-        finally:
-            if self._recorder is not None:
-                await self._recorder.aclose()
-            if self.conversation_id is not None:
-                await database_sync_to_async(conversation_end)(
-                    conversation_id=self.conversation_id, status=status, reason=reason
-                )
+        await call_close(
+            session=self._session,
+            recorder=self._recorder,
+            conversation_id=self.conversation_id,
+            status=status,
+            reason=reason,
+        )

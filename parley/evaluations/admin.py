@@ -169,12 +169,19 @@ class EvaluationAdmin(admin.ModelAdmin):
         "error",
     )
 
+    #: The start form's fields (an evaluation's own page shows ``readonly_fields``).
+    start_fields = (
+        "agent",
+        "tasks_file",
+        "task_ids",
+        "limit",
+        "mode",
+        "repetitions",
+        "caller_pool",
+    )
+
     def get_fields(self, request: HttpRequest, obj: Evaluation | None = None) -> Any:
-        if obj is None:
-            return ("agent", "tasks_file", "task_ids", "limit", "mode", "repetitions") + (
-                "caller_pool",
-            )
-        return self.readonly_fields
+        return self.start_fields if obj is None else self.readonly_fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Evaluation | None = None) -> Any:
         return () if obj is None else self.readonly_fields

@@ -127,9 +127,8 @@ class ScriptedCaller:
         self._turns += 1
         if self._turns == 1:
             return " ".join(self._sentences) or "Hello?"
-        if _GOODBYE.search(agent_said) and not agent_said.rstrip().endswith("?"):
-            return self._goodbye()
-        if _ANYTHING_ELSE.search(agent_said):
+        closing = _GOODBYE.search(agent_said) and not agent_said.rstrip().endswith("?")
+        if closing or _ANYTHING_ELSE.search(agent_said):
             return self._goodbye()
         if "?" in agent_said:
             if _CONFIRM_QUESTION.search(agent_said):

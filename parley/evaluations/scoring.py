@@ -150,12 +150,13 @@ def scores_aggregate(runs: Iterable[RunScore]) -> dict[str, Any]:
         "extra_calls": sum(r.extra_calls for r in runs),
         "turns": sum(r.turns for r in runs),
         "tokens": sum(r.tokens for r in runs),
-        "ttfa_ms": _spread(v for r in runs for v in r.ttfa_ms),
-        "ttft_ms": _spread(v for r in runs for v in r.ttft_ms),
+        "ttfa_ms": spread(v for r in runs for v in r.ttfa_ms),
+        "ttft_ms": spread(v for r in runs for v in r.ttft_ms),
     }
 
 
-def _spread(values: Iterable[float]) -> dict[str, Any]:
+def spread(values: Iterable[float]) -> dict[str, Any]:
+    """``{"n", "p50", "max"}`` of some latencies (ms; p50 rounded to 0.1)."""
     ordered = sorted(values)
     return {
         "n": len(ordered),

@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -32,12 +33,17 @@ from django.utils import timezone
 
 from parley.agents.models import Agent
 from parley.agents.text_call import TextCall
-from parley.agents.voice.metrics import percentile
 from parley.conversations.models import CallEvent, Turn
 from parley.conversations.reports import atomic_write_text
 from parley.evaluations.callers import Caller, LLMCaller, ScriptedCaller
 from parley.evaluations.models import Evaluation, EvaluationRun
-from parley.evaluations.scoring import RunScore, action_match, scores_aggregate, state_match
+from parley.evaluations.scoring import (
+    RunScore,
+    action_match,
+    scores_aggregate,
+    spread,
+    state_match,
+)
 from parley.evaluations.voice_call import VoiceCall
 from parley.platform.errors import ApplicationError
 from parley.platform.fleet.models import ModelPool
@@ -47,7 +53,7 @@ from parley.tools.environments import (
     environment_sandbox_create,
     environment_sandbox_drop,
 )
-from parley.tools.models import Environment, ToolCall
+from parley.tools.models import ToolCall
 from parley.tools.replay import scenario_state_export, task_reference_state, tasks_validate
 
 logger = logging.getLogger(__name__)
@@ -258,8 +264,6 @@ def caller_build(evaluation: Evaluation, task: dict[str, Any]) -> Caller:
         base_url = simulator_base_url(ttft_ms=pool.sim_ttft_ms, itl_ms=pool.sim_itl_ms)
         api_key = "simulator"
     else:
-        import os
-
         base_url = pool.base_url
         api_key = os.environ.get(pool.api_key_env, "") if pool.api_key_env else ""
         if pool.api_key_env and not api_key:
@@ -320,7 +324,7 @@ async def _run_one(
     finally:
         if caller is not None:
             await caller.aclose()
-        await database_sync_to_async(_sandbox_drop)(env)
+        await database_sync_to_async(environment_sandbox_drop)(env)
     if run.task_id not in references:
         references[run.task_id] = await database_sync_to_async(task_reference_state)(
             scenario=scenario, task=task
@@ -337,10 +341,6 @@ async def _run_one(
         error=error,
         duration_ms=(time.perf_counter() - started) * 1000,
     )
-
-
-def _sandbox_drop(env: Environment) -> None:
-    environment_sandbox_drop(env)
 
 
 def _client(evaluation: Evaluation, run: EvaluationRun) -> dict[str, str]:
@@ -472,17 +472,13 @@ def _run_score_save(
     return run
 
 
-def _latency(turns: list[Turn]) -> dict[str, dict[str, float | int | None]]:
-    summary: dict[str, dict[str, float | int | None]] = {}
-    for name in RUN_LATENCY_FIELDS:
-        values = sorted(v for v in (getattr(t, name) for t in turns) if v is not None)
-        if values:
-            summary[name] = {
-                "n": len(values),
-                "p50": round(percentile(values, 50), 1),
-                "max": round(values[-1], 1),
-            }
-    return summary
+def _latency(turns: list[Turn]) -> dict[str, dict[str, Any]]:
+    measured = {name: [getattr(t, name) for t in turns] for name in RUN_LATENCY_FIELDS}
+    return {
+        name: spread(v for v in values if v is not None)
+        for name, values in measured.items()
+        if any(v is not None for v in values)
+    }
 
 
 def run_score(run: EvaluationRun) -> RunScore:

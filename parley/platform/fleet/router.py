@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Any
 
 HEALTHY = "healthy"
@@ -111,7 +112,7 @@ class ServerState:
         return self.inflight / max(1, self.config.weight)
 
     def recent_ttft_ms(self) -> float:
-        return _median(self.ttft_ms) if self.ttft_ms else 0.0
+        return median(self.ttft_ms) if self.ttft_ms else 0.0
 
     def snapshot(self) -> dict[str, Any]:
         """The live figures shown in the dashboard (``LLMServer.live``)."""
@@ -121,8 +122,8 @@ class ServerState:
             "consecutive_failures": self.consecutive_failures,
             "requests": self.requests,
             "errors": self.errors,
-            "ttft_p50_ms": round(_median(self.ttft_ms), 1) if self.ttft_ms else None,
-            "itl_p50_ms": round(_median(self.itl_ms), 2) if self.itl_ms else None,
+            "ttft_p50_ms": round(median(self.ttft_ms), 1) if self.ttft_ms else None,
+            "itl_p50_ms": round(median(self.itl_ms), 2) if self.itl_ms else None,
             "last_error": self.last_error[:300],
         }
 
@@ -165,9 +166,10 @@ class FleetRouter:
         for config in servers:
             state = self._states.get(config.id)
             if state is None:
-                state = ServerState(config=config)
-                state.ttft_ms = deque(maxlen=self.policy.samples)
-                state.itl_ms = deque(maxlen=self.policy.samples)
+                samples = self.policy.samples
+                state = ServerState(
+                    config=config, ttft_ms=deque(maxlen=samples), itl_ms=deque(maxlen=samples)
+                )
             else:
                 state.config = config
             states[config.id] = state
@@ -229,7 +231,7 @@ class FleetRouter:
         measured = [s for s in usable if len(s.ttft_ms) >= policy.slow_min_samples]
         if len(measured) < 2:
             return []
-        reference = _median(s.recent_ttft_ms() for s in measured)
+        reference = median(s.recent_ttft_ms() for s in measured)
         return [s for s in measured if s.recent_ttft_ms() > policy.slow_ratio * reference]
 
     def forget(self, affinity_key: str) -> None:
@@ -291,11 +293,3 @@ class FleetRouter:
             state.health = COOLDOWN
         if state.health != previous and self.on_health_change:
             self.on_health_change(state, previous)
-
-
-def _median(values: Iterable[float]) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 _routers: dict[int, FleetRouter] = {}
 _refreshed_at: dict[int, float] = {}
 _seen_checks: dict[int, dt.datetime] = {}
-_refresh_locks: dict[int, asyncio.Lock] = {}
+_refresh_locks: dict[tuple[int, int], asyncio.Lock] = {}
 
 
 def health_policy() -> HealthPolicy:
@@ -107,13 +107,17 @@ async def router_refresh(pool_id: int, *, force: bool = False) -> FleetRouter:
     """Bring the pool's router up to date with the database (at most every
     ``FLEET_REFRESH_S`` unless ``force``); database work runs in a thread."""
     router = pool_router(pool_id)
-    if not force and time.monotonic() - _refreshed_at.get(pool_id, -1e9) < settings.FLEET_REFRESH_S:
+
+    def fresh() -> bool:
+        age_s = time.monotonic() - _refreshed_at.get(pool_id, -1e9)
+        return not force and age_s < settings.FLEET_REFRESH_S
+
+    if fresh():
         return router
-    lock = _refresh_locks.setdefault(pool_id, asyncio.Lock())
+    # One refresh at a time per pool and event loop (a lock cannot be shared across loops).
+    lock = _refresh_locks.setdefault((pool_id, id(asyncio.get_running_loop())), asyncio.Lock())
     async with lock:
-        if not force and (
-            time.monotonic() - _refreshed_at.get(pool_id, -1e9) < settings.FLEET_REFRESH_S
-        ):
+        if fresh():  # another request refreshed it while this one waited
             return router
         loaded = await database_sync_to_async(_servers_load)(pool_id)
         router.update(loaded.configs)

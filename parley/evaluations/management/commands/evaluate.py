@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from parley.agents.models import Agent
@@ -78,7 +79,7 @@ class Command(BaseCommand):
         if options["evaluation"]:
             try:
                 return Evaluation.objects.select_related("agent").get(pk=options["evaluation"])
-            except (Evaluation.DoesNotExist, ValueError, Exception) as exc:
+            except (Evaluation.DoesNotExist, ValueError, ValidationError) as exc:
                 raise CommandError(f"no evaluation {options['evaluation']!r}") from exc
         if not options["agent"]:
             raise CommandError("give --agent SLUG (or --evaluation ID)")
