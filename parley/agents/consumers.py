@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from parley.agents.call_tokens import CallTokenError, call_token_verify
 from parley.agents.providers import providers_build
 from parley.agents.runtime import EventRecorder, call_close, call_open, call_session_build
 from parley.agents.voice.session import CallSession
@@ -28,6 +29,7 @@ from parley.platform.errors import ApplicationError
 logger = logging.getLogger(__name__)
 
 #: WebSocket close codes (4000–4999 are the application's): see docs/protocol.md.
+CLOSE_UNAUTHORIZED = 4401
 CLOSE_AGENT_NOT_FOUND = 4404
 CLOSE_AGENT_UNAVAILABLE = 4403
 CLOSE_SERVER_ERROR = 4500
@@ -52,12 +54,14 @@ class CallConsumer(AsyncWebsocketConsumer):
         }
         query = _query(self.scope)
         try:
+            allow_unpublished = await self._authorize(slug, query)
             opened = await database_sync_to_async(call_open)(
                 slug=slug,
                 user=self.scope.get("user"),
                 client=client,
                 overrides={k: query[k] for k in ("stt", "tts") if k in query},
                 sandbox_token=query.get("sandbox"),
+                allow_unpublished=allow_unpublished,
             )
             config, self.conversation_id = opened.config, opened.conversation_id
             providers = await providers_build(config)
@@ -73,7 +77,11 @@ class CallConsumer(AsyncWebsocketConsumer):
                     "fatal": True,
                 }
             )
-            close = CLOSE_AGENT_NOT_FOUND if code == "agent_not_found" else CLOSE_AGENT_UNAVAILABLE
+            close = {
+                "agent_not_found": CLOSE_AGENT_NOT_FOUND,
+                "token_required": CLOSE_UNAUTHORIZED,
+                "bad_call_token": CLOSE_UNAUTHORIZED,
+            }.get(code, CLOSE_AGENT_UNAVAILABLE)
             await self.close(code=close)
             return
         self.recorder = EventRecorder(
@@ -103,6 +111,29 @@ class CallConsumer(AsyncWebsocketConsumer):
             await self._end(status=Conversation.Status.ERROR, reason=f"start failed: {exc}")
             await self.close(code=CLOSE_SERVER_ERROR)
 
+    async def _authorize(self, slug: str, query: dict[str, str]) -> bool:
+        """Check the connection's credential; ``True`` when it may reach an unpublished agent.
+
+        Every call needs one: ``token`` (a call token, parley/agents/call_tokens.py) or
+        ``sandbox`` (a server-minted sandbox token, checked by ``call_open``). Raises
+        ``ApplicationError`` (``token_required``, ``bad_call_token``).
+        """
+        if "sandbox" in query:
+            return True
+        token = query.get("token")
+        if not token:
+            raise ApplicationError(
+                "this call needs a call token: ask POST /api/v1/call-tokens with the agent's "
+                "publishable key (docs/widget.md)",
+                {"code": "token_required"},
+            )
+        origin = _header(self.scope, b"origin") or None
+        try:
+            grant = await database_sync_to_async(call_token_verify)(token, slug=slug, origin=origin)
+        except CallTokenError as exc:
+            raise ApplicationError(str(exc), {"code": exc.code}) from exc
+        return grant.allows_unpublished
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session is None or self._ended:
             return
@@ -128,6 +159,15 @@ class CallConsumer(AsyncWebsocketConsumer):
                 await self.session.push_text(text)
             except ValueError as exc:
                 await self.session.emit_error(code="bad_text", message=str(exc))
+        elif kind == "playback.started":
+            try:
+                await self.session.playback_started(
+                    turn=message.get("turn"),  # type: ignore[arg-type]
+                    playout_delay_ms=message.get("playout_delay_ms"),  # type: ignore[arg-type]
+                    rtt_ms=message.get("rtt_ms"),
+                )
+            except ValueError as exc:
+                await self.session.emit_error(code="bad_playback", message=str(exc))
         else:
             await self.session.emit_error(
                 code="unknown_message", message=f"unknown control message type {kind!r}"

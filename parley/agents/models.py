@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -17,6 +19,15 @@ class Scenario(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def publishable_key_new() -> str:
+    """A new publishable key: ``pk_`` + 24 URL-safe random characters (144 bits).
+
+    Publishable keys are public (they sit in a web page's embed snippet); what they grant is
+    checked against the agent's allowed origins and rate limits (parley/agents/call_tokens.py).
+    """
+    return "pk_" + secrets.token_urlsafe(18)
 
 
 class Agent(models.Model):
@@ -41,6 +52,21 @@ class Agent(models.Model):
     )
     greeting = models.CharField(max_length=300, blank=True)
     published = models.BooleanField(default=False)
+
+    # The browser widget (docs/widget.md)
+    publishable_key = models.CharField(
+        max_length=40,
+        unique=True,
+        default=publishable_key_new,
+        help_text="Public key of the embed snippet; exchanged for a short-lived call token.",
+    )
+    allowed_origins = models.TextField(
+        blank=True,
+        help_text=(
+            "Web origins allowed to embed the widget, one per line, e.g. "
+            "https://www.example.com (scheme, host and port; no path). Empty: no web page."
+        ),
+    )
 
     # Voice
     stt_provider = models.CharField(
@@ -122,10 +148,58 @@ class Agent(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
+        errors: dict[str, str] = {}
         if 0 < self.deepgram_utterance_end_ms < 1000:
-            raise ValidationError(
-                {"deepgram_utterance_end_ms": "Deepgram needs at least 1000 ms (or 0 for off)."}
-            )
+            errors["deepgram_utterance_end_ms"] = "Deepgram needs at least 1000 ms (or 0 for off)."
+        try:
+            self.allowed_origins = "\n".join(origins_parse(self.allowed_origins))
+        except ValueError as exc:
+            errors["allowed_origins"] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        """The allowed origins, normalised (lower-case scheme and host, no default port)."""
+        try:
+            return origins_parse(self.allowed_origins)
+        except ValueError:
+            return []
+
+
+def origin_normalise(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case without a default port.
+
+    Raises ``ValueError`` for anything else (a path, a query, a scheme other than http(s)).
+    """
+    from urllib.parse import urlsplit
+
+    text = origin.strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{origin!r} is not an origin like https://www.example.com")
+    if parts.path or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{origin!r} has more than scheme, host and port")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{origin!r} has a bad port") from exc
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def origins_parse(text: str) -> list[str]:
+    """One origin per line (blank lines ignored) → normalised, de-duplicated, in order."""
+    seen: list[str] = []
+    for line in text.splitlines():
+        if line.strip():
+            origin = origin_normalise(line)
+            if origin not in seen:
+                seen.append(origin)
+    return seen
 
 
 class PromptVersion(models.Model):

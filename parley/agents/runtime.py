@@ -61,20 +61,25 @@ def call_open(
     overrides: dict[str, str] | None = None,
     sandbox_token: str | None = None,
     text_only: bool = False,
+    allow_unpublished: bool = False,
 ) -> OpenedCall:
     """Check the agent can take a call and start its Conversation (sync: touches the ORM).
 
     ``overrides``: ``{"stt"|"tts": provider}`` for this call (allowed when
     ``PARLEY_PROVIDER_OVERRIDES`` is on or for staff). ``sandbox_token``: a token of
     :func:`parley.tools.environments.environment_call_token`; the call's tools then run in
-    that sandbox. Raises ``ApplicationError`` with ``extra["code"]`` (``agent_not_found``,
-    ``agent_unpublished``, ``overrides_not_allowed``, ``bad_provider``,
-    ``provider_not_configured``, ``bad_sandbox_token``).
+    that sandbox. ``allow_unpublished``: the caller's call token lets it reach an agent that is
+    not published (dashboard test calls, server-placed calls). Raises ``ApplicationError``
+    with ``extra["code"]`` (``agent_not_found``, ``agent_unpublished``,
+    ``overrides_not_allowed``, ``bad_provider``, ``provider_not_configured``,
+    ``bad_sandbox_token``).
     """
     overrides = overrides or {}
     # A sandbox token is minted by this server (evaluations): its calls may reach an agent
     # that is not published yet. A forged or foreign token is refused just below.
-    agent = agent_get_for_call(slug=slug, user=user, allow_unpublished=bool(sandbox_token))
+    agent = agent_get_for_call(
+        slug=slug, user=user, allow_unpublished=allow_unpublished or bool(sandbox_token)
+    )
     prompt = prompt_active(agent=agent)
     if overrides and not (settings.PARLEY_PROVIDER_OVERRIDES or getattr(user, "is_staff", False)):
         raise ApplicationError(

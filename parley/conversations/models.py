@@ -56,7 +56,9 @@ class Turn(models.Model):
     ``stt_final_ms`` end of speech → final transcript; ``llm_ttft_ms`` LLM request → first
     token; ``first_chunk_ms`` LLM request → first sentence chunk ready for TTS;
     ``tts_ttfb_ms`` TTS request → first audio bytes; ``ttfa_ms`` end of speech → first agent
-    audio frame sent to the caller.
+    audio frame sent to the caller. Reported by the browser widget: ``playout_delay_ms`` first
+    agent frame received → first sample played, ``network_rtt_ms`` the WebSocket round trip,
+    and ``ear_ttfa_ms`` = ``ttfa_ms`` + round trip + playout delay (TTFA at the caller's ear).
     """
 
     class Status(models.TextChoices):
@@ -81,6 +83,11 @@ class Turn(models.Model):
     first_chunk_ms = models.FloatField(null=True, blank=True)
     tts_ttfb_ms = models.FloatField(null=True, blank=True)
     ttfa_ms = models.FloatField(null=True, blank=True)
+    ear_ttfa_ms = models.FloatField(
+        null=True, blank=True, help_text="TTFA at the caller's ear, reported by the widget (ms)."
+    )
+    playout_delay_ms = models.FloatField(null=True, blank=True)
+    network_rtt_ms = models.FloatField(null=True, blank=True)
     agent_audio_ms = models.FloatField(null=True, blank=True)
     llm_steps = models.PositiveSmallIntegerField(default=0)
     routing = models.JSONField(

@@ -14,7 +14,11 @@ from typing import Any
 
 from django.conf import settings
 
-from parley.agents.voice.metrics import LATENCY_COMPONENTS, latency_summary
+from parley.agents.voice.metrics import (
+    CLIENT_LATENCY_COMPONENTS,
+    LATENCY_COMPONENTS,
+    latency_summary,
+)
 from parley.conversations.models import Conversation
 from parley.tools.models import ToolCall
 
@@ -23,16 +27,15 @@ LATENCY_FORMAT = "parley-latency/v1"
 
 
 def conversation_latency_report(conversation: Conversation) -> dict[str, Any]:
-    turns = list(
-        conversation.turns.order_by("index").values("index", "status", *LATENCY_COMPONENTS)
-    )
+    components = (*LATENCY_COMPONENTS, *CLIENT_LATENCY_COMPONENTS)
+    turns = list(conversation.turns.order_by("index").values("index", "status", *components))
     return {
         "format": LATENCY_FORMAT,
         "conversation_id": str(conversation.id),
         "agent": conversation.agent.slug,
         "units": "ms",
         "turns": turns,
-        "components": latency_summary(t for t in turns if t["index"] > 0),
+        "components": latency_summary((t for t in turns if t["index"] > 0), components),
     }
 
 

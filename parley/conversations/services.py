@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from parley.agents.models import Agent, PromptVersion
-from parley.agents.voice.metrics import LATENCY_COMPONENTS
+from parley.agents.voice.metrics import CLIENT_LATENCY_COMPONENTS, LATENCY_COMPONENTS
 from parley.conversations.models import CallEvent, Conversation, Turn
 from parley.tools.models import Environment
 
@@ -86,7 +86,14 @@ def _turn_apply(
     if kind == "transcript.final":
         updates = {"user_text": data.get("text", ""), "status": Turn.Status.RESPONDING}
     elif kind == "turn.metrics":
-        updates = {name: data[name] for name in LATENCY_COMPONENTS if name in data}
+        names = (*LATENCY_COMPONENTS, *CLIENT_LATENCY_COMPONENTS)
+        updates = {name: data[name] for name in names if name in data}
+    elif kind == "playback.started":  # the widget's report; may come after turn.ended
+        updates = {
+            "ear_ttfa_ms": data.get("ear_ttfa_ms"),
+            "playout_delay_ms": data.get("playout_delay_ms"),
+            "network_rtt_ms": data.get("rtt_ms"),
+        }
     elif kind == "turn.ended":
         status = data.get("status", "completed")
         updates = {

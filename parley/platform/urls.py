@@ -5,9 +5,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
+from parley.agents.api import call_token_create
 from parley.platform.fleet.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
+    path("api/v1/call-tokens", call_token_create, name="call-token-create"),
 ]

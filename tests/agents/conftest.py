@@ -95,9 +95,18 @@ class WSCall:
         return [e for e in self.events if e["type"] == kind]
 
 
-async def ws_call(slug: str, *, query: str = "") -> WSCall:
+async def ws_call(slug: str, *, query: str = "", token: str | None = "widget") -> WSCall:
+    """Connect to the agent's call socket. ``token``: the purpose of a call token minted for
+    the connection (``widget``, ``test``, ``server``), or ``None`` for none at all."""
+    from urllib.parse import urlencode
+
+    from parley.agents.call_tokens import call_token_issue
+    from parley.agents.models import Agent
     from parley.platform.asgi import application
 
+    if token is not None and "sandbox=" not in query:
+        minted = call_token_issue(agent=Agent(slug=slug), purpose=token)
+        query = "&".join(filter(None, [query, urlencode({"token": minted})]))
     path = f"/ws/agents/{slug}/call" + (f"?{query}" if query else "")
     communicator = WebsocketCommunicator(application, path)
     connected, _ = await communicator.connect(timeout=30)

@@ -16,6 +16,10 @@ LATENCY_COMPONENTS = (
     "ttfa_ms",
 )
 
+#: Reported by the caller's client (the browser widget), not measured by the server (ms):
+#: TTFA at the caller's ear, its playout delay and the WebSocket round trip.
+CLIENT_LATENCY_COMPONENTS = ("ear_ttfa_ms", "playout_delay_ms", "network_rtt_ms")
+
 
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0–100), linear interpolation between closest ranks (numpy's

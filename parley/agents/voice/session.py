@@ -98,6 +98,8 @@ class SessionSettings:
 
 #: Longest typed caller turn accepted (characters).
 MAX_TEXT_TURN_CHARS = 2_000
+#: Largest playout delay or round trip a client may report (ms); beyond it the report is junk.
+MAX_CLIENT_REPORT_MS = 60_000.0
 
 
 @dataclass
@@ -195,6 +197,8 @@ class CallSession:
         self._segments: list[_Segment] = []
         self._closed = False
         self._emit_lock = asyncio.Lock()
+        self._ttfa_ms: dict[int, float] = {}  # server TTFA per turn, for the caller's reports
+        self._played: set[int] = set()  # turns whose playback start the caller reported
 
     # ------------------------------------------------------------------ life cycle
 
@@ -327,6 +331,56 @@ class CallSession:
         await self._emit("transcript.final", turn.index, text=text, input="text")
         self._start_reply(turn)
         return turn.index
+
+    async def playback_started(
+        self, *, turn: int, playout_delay_ms: float, rtt_ms: float | None = None
+    ) -> float | None:
+        """The caller's client reports that turn ``turn``'s reply started playing.
+
+        ``playout_delay_ms``: on the client's clock, first audio frame of the reply received →
+        its first sample played (jitter buffer + output latency). ``rtt_ms``: the client's
+        latest WebSocket round trip (ping → pong). TTFA at the caller's ear is then the server's
+        TTFA + the round trip (the end of the caller's speech travelling up, the first agent
+        frame travelling down) + the playout delay. It joins the turn's metrics when the turn
+        is still going, and a ``playback.started`` event records it either way.
+
+        Returns ``ear_ttfa_ms`` (``None`` when the turn has no server TTFA, as the greeting).
+        Raises ``ValueError`` for an unknown turn, a turn reported twice, or values that are
+        not numbers within 0..MAX_CLIENT_REPORT_MS.
+        """
+        known = isinstance(turn, int) and not isinstance(turn, bool)
+        if not known or not 0 <= turn <= self._turn_counter:
+            raise ValueError(f"playback.started names no turn of this call: {turn!r}")
+        if turn in self._played:
+            raise ValueError(f"playback of turn {turn} was already reported")
+        values = {"playout_delay_ms": playout_delay_ms, "rtt_ms": rtt_ms}
+        for name, value in values.items():
+            if value is None and name == "rtt_ms":
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= MAX_CLIENT_REPORT_MS
+            ):
+                raise ValueError(f"{name} must be a number of ms in 0..{MAX_CLIENT_REPORT_MS:.0f}")
+        self._played.add(turn)
+        ttfa = self._ttfa_ms.get(turn)
+        ear = None if ttfa is None else ttfa + (rtt_ms or 0.0) + playout_delay_ms
+        current = self._responding
+        if current is not None and current.index == turn and not current.ended:
+            current.metrics["playout_delay_ms"] = float(playout_delay_ms)
+            if rtt_ms is not None:
+                current.metrics["network_rtt_ms"] = float(rtt_ms)
+            if ear is not None:
+                current.metrics["ear_ttfa_ms"] = ear
+        await self._emit(
+            "playback.started",
+            turn,
+            playout_delay_ms=round(float(playout_delay_ms), 1),
+            rtt_ms=_round(rtt_ms),
+            ear_ttfa_ms=_round(ear),
+        )
+        return ear
 
     async def _on_vad(self, event: VADEvent) -> None:
         if event.kind == "speech_start":
@@ -680,6 +734,7 @@ class CallSession:
             pacer.speaking = True
             if turn.speech_end_at is not None:
                 turn.metrics["ttfa_ms"] = (now - turn.speech_end_at) * 1000
+                self._ttfa_ms[turn.index] = turn.metrics["ttfa_ms"]
             await self._emit("agent.speaking", turn.index)
         await self.audio.send_audio(frame)
         if segment.first_play_at is None:

@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "channels",
     "django_celery_beat",
+    "django_ratelimit",
     "parley.platform.fleet",
     "parley.agents",
     "parley.tools",
@@ -111,6 +112,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
 }
 
+from parley.platform.settings.access import *  # noqa: E402,F403
 from parley.platform.settings.celery import *  # noqa: E402,F403
 from parley.platform.settings.channels import *  # noqa: E402,F403
 from parley.platform.settings.voice import *  # noqa: E402,F403

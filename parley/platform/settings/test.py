@@ -15,3 +15,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not shared-cache memory: the voice loop writes from several threads, and
     # shared-cache SQLite fails with "table is locked" instead of waiting.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-parley.sqlite3")}  # noqa: F405
+
+# Concurrent test runs share one Redis: keep their cache keys (rate-limit counters, spent call
+# tokens) apart. Every test request comes from 127.0.0.1, so the per-address rate is high here;
+# the rate-limit tests set their own.
+if "KEY_PREFIX" in CACHES["default"]:  # noqa: F405
+    import os as _os
+
+    CACHES["default"]["KEY_PREFIX"] = f"parley-test-{_os.getpid()}"  # noqa: F405
+PARLEY_CALL_TOKEN_RATE_PER_ADDRESS = "100000/m"
+PARLEY_CALL_TOKEN_RATE_PER_KEY = "100000/m"

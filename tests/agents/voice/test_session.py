@@ -455,3 +455,39 @@ async def test_the_fleets_route_of_each_llm_step_is_an_event_and_on_the_turn() -
     assert types.index("llm.route") < types.index("turn.ended")
     assert h.recorder.first("llm.route").data == {"step": 1, **route}
     assert h.recorder.first("turn.ended").data["routing"] == [{"step": 1, **route}]
+
+
+async def test_playback_report_gives_ttfa_at_the_callers_ear() -> None:
+    h = await run_session(
+        transcripts=["when is my appointment"],
+        responses=[text_response("Your appointment is on Monday. See you then.")],
+        llm_token_delay_s=0.01,
+    )
+    await h.say()
+    await h.wait_for("agent.speaking", turn=1)
+    ear = await h.session.playback_started(turn=1, playout_delay_ms=85.0, rtt_ms=40.0)
+    await h.wait_for("turn.ended", turn=1)
+    with pytest.raises(ValueError, match="already reported"):
+        await h.session.playback_started(turn=1, playout_delay_ms=85.0, rtt_ms=40.0)
+    for bad in (
+        {"turn": 7, "playout_delay_ms": 10.0},
+        {"turn": "1", "playout_delay_ms": 10.0},
+        {"turn": 0, "playout_delay_ms": -1.0},
+        {"turn": 0, "playout_delay_ms": 10.0, "rtt_ms": "fast"},
+        {"turn": 0, "playout_delay_ms": 1e9},
+    ):
+        with pytest.raises(ValueError):
+            await h.session.playback_started(**bad)  # type: ignore[arg-type]
+    await h.session.aclose()
+
+    metrics = h.recorder.first("turn.metrics").data
+    assert ear == pytest.approx(metrics["ttfa_ms"] + 125.0, abs=0.2)
+    assert metrics["ear_ttfa_ms"] == pytest.approx(ear, abs=0.1)
+    assert metrics["playout_delay_ms"] == 85.0 and metrics["network_rtt_ms"] == 40.0
+    report = h.recorder.first("playback.started")
+    assert report.turn == 1
+    assert report.data == {"playout_delay_ms": 85.0, "rtt_ms": 40.0, "ear_ttfa_ms": round(ear, 1)}
+    types = h.recorder.types(1)
+    assert (
+        types.index("agent.speaking") < types.index("playback.started") < types.index("turn.ended")
+    )

@@ -9,13 +9,16 @@ from urllib.parse import urlencode
 from django.core.management.base import BaseCommand, CommandError
 
 from parley.agents.call_client import CallError, call_outputs_write, call_run, call_summary_text
+from parley.agents.call_tokens import call_token_issue
+from parley.agents.models import Agent
 
 
 class Command(BaseCommand):
     help = (
         "Stream WAV files (any sample rate) to an agent over the caller WebSocket in real time "
         "and write transcript.jsonl, agent.wav and latency.json to --out. Without --url the "
-        "platform is served in-process by Daphne."
+        "platform is served in-process by Daphne. The call token is signed here with this "
+        "deployment's SECRET_KEY (a server-placed call; it may reach an unpublished agent)."
     )
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
@@ -51,12 +54,13 @@ class Command(BaseCommand):
                 raise CommandError(f"no such audio file: {path}")
         slug = options["agent"]
         overrides = {key: options[key] for key in ("stt", "tts") if options[key]}
-        query = f"?{urlencode(overrides)}" if overrides else ""
 
         async def place(base: str) -> object:
             url = base if "/ws/" in base else f"{base.rstrip('/')}/ws/agents/{slug}/call"
-            url += query
+            # One token per connection (tokens are single-use).
+            token = call_token_issue(agent=Agent(slug=slug), purpose="server")
             self.stdout.write(f"calling {url} with {', '.join(map(str, options['audio']))}")
+            url += "?" + urlencode({**overrides, "token": token})
             return await call_run(
                 url=url, audio_paths=options["audio"], reply_timeout_s=options["timeout"]
             )
