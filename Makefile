@@ -8,7 +8,7 @@ export DJANGO_SETTINGS_MODULE ?= parley.platform.settings.local
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/parley
 TEST_REDIS_URL    ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup system-deps demo serve test lint services
+.PHONY: setup system-deps browser-deps demo serve test lint services
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 system-deps:
 	@bash scripts/system-deps.sh
+
+# Debian's Chromium for the browser tests (tests/browser).
+browser-deps:
+	@bash scripts/system-deps.sh --browser
 
 setup: system-deps $(VENV)/.installed
 
@@ -41,7 +45,7 @@ serve: setup
 services:
 	@bash scripts/services-check.sh
 
-test: setup services
+test: setup browser-deps services
 	DJANGO_SETTINGS_MODULE=parley.platform.settings.test \
 	    DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	    $(BIN)/python -m pytest -p no:cacheprovider
