@@ -77,14 +77,18 @@ def call_token_create(request: HttpRequest) -> HttpResponse:
             origin,
         )
     token = call_token_issue(agent=agent, purpose="widget", origin=page_origin)
+    return _cors(JsonResponse(call_grant_body(request, agent=agent, token=token)), origin)
+
+
+def call_grant_body(request: HttpRequest, *, agent: Agent, token: str) -> dict[str, Any]:
+    """What the widget needs to connect: ``{"token", "ws_url", "expires_in_s", "agent"}``."""
     scheme = "wss" if request.is_secure() else "ws"
-    payload: dict[str, Any] = {
+    return {
         "token": token,
         "ws_url": f"{scheme}://{request.get_host()}/ws/agents/{agent.slug}/call",
         "expires_in_s": settings.PARLEY_CALL_TOKEN_TTL_S,
         "agent": {"name": agent.name},
     }
-    return _cors(JsonResponse(payload), origin)
 
 
 def _rate_limited(request: HttpRequest, key: str) -> HttpResponse | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import import_module
 from pathlib import Path
 
@@ -102,4 +103,88 @@ def agent_create(
     )
     agent.tools.set(scenario.tool_schemas.all())
     prompt_version_create(agent=agent, text=prompt)
+    return agent
+
+
+def _prompt_text_normalise(text: str) -> str:
+    """Browsers send textarea text with CRLF line breaks: compare and store it with LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+@transaction.atomic
+def prompt_change(
+    *, agent: Agent, text: str, created_by: AbstractBaseUser | None = None
+) -> PromptVersion | None:
+    """Make ``text`` the active prompt: a new version when it differs from the active one.
+
+    Returns the new, active version, or ``None`` when the text (line breaks normalised to LF,
+    surrounding whitespace stripped) equals the active prompt. Raises ``ApplicationError``
+    for an empty prompt.
+    """
+    text = _prompt_text_normalise(text)
+    if not text:
+        raise ApplicationError("the prompt must not be empty")
+    active = agent.prompts.filter(active=True).first()
+    if active is not None and active.text == text:
+        return None
+    return prompt_version_create(agent=agent, text=text, created_by=created_by)
+
+
+@transaction.atomic
+def prompt_rollback(
+    *, agent: Agent, version: int, by: AbstractBaseUser | None = None
+) -> PromptVersion:
+    """Roll the prompt back to an earlier version's text.
+
+    History is append-only: the rollback adds a *new* version (created by ``by``) carrying
+    ``version``'s text and makes it active, so the versions stay in time order and every
+    conversation's ``prompt_version`` keeps pointing at the text it ran with. Raises
+    ``ApplicationError`` when the version does not exist or its text is already active.
+    """
+    target = agent.prompts.filter(version=version).first()
+    if target is None:
+        raise ApplicationError(f"{agent.slug} has no prompt version {version}")
+    created = prompt_change(agent=agent, text=target.text, created_by=by)
+    if created is None:
+        raise ApplicationError(f"the text of v{version} is already the active prompt")
+    return created
+
+
+@transaction.atomic
+def agent_save(
+    *,
+    agent: Agent,
+    tools: Iterable[ToolSchema],
+    prompt: str,
+    by: AbstractBaseUser | None = None,
+) -> PromptVersion | None:
+    """Save a new or changed agent (validated by the caller, e.g. a ModelForm), its tools and
+    its prompt.
+
+    ``tools`` replace the agent's tools; each must belong to the agent's scenario. The prompt
+    goes through :func:`prompt_change`: a new active version only when the text changed.
+    Returns that new version, or ``None`` when the prompt is unchanged. Raises
+    ``ApplicationError`` for a tool of another scenario or an empty prompt.
+    """
+    tools = list(tools)
+    foreign = sorted(t.name for t in tools if t.scenario_id != agent.scenario_id)
+    if foreign:
+        raise ApplicationError(
+            f"tools not in the {agent.scenario} scenario: {', '.join(foreign)}",
+            {"field": "tools"},
+        )
+    agent.save()
+    agent.tools.set(tools)
+    return prompt_change(agent=agent, text=prompt, created_by=by)
+
+
+@transaction.atomic
+def agent_publish(*, agent: Agent, published: bool) -> Agent:
+    """Publish (callers of the widget and the WebSocket may reach it) or unpublish an agent.
+
+    Unpublished agents still take dashboard test calls (call tokens of purpose ``test``).
+    """
+    if agent.published != published:
+        agent.published = published
+        agent.save(update_fields=["published", "updated_at"])
     return agent

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "parley.tools.orders",
     "parley.conversations",
     "parley.evaluations",
+    "parley.platform.dashboard",  # no models: `manage.py role` and its template filters
 ]
 
 MIDDLEWARE = [

@@ -1,4 +1,5 @@
-"""``manage.py demo_setup``: the hospital scenario, the simulator pool, the demo agent, a login."""
+"""``manage.py demo_setup``: the hospital scenario, the simulator pool, the demo agent, the
+dashboard roles and two logins (``admin`` superuser, ``analyst`` read-only)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from django.core.management.base import BaseCommand
 
 from parley.agents.models import Agent
 from parley.agents.services import agent_create, model_pool_simulator_ensure, scenario_install
+from parley.platform.dashboard.roles import ANALYST, role_assign, roles_ensure
 
 AGENT_SLUG = "hospital-receptionist"
+#: Pages that may embed the demo agent's widget: this server under either local name.
+DEMO_ORIGINS = "http://127.0.0.1:8000\nhttp://localhost:8000"
 PROMPT = (
     "You are the virtual receptionist of a hospital, answering callers on the phone. "
     "Speak in short, natural sentences without lists or markdown: everything you say is read "
@@ -36,6 +40,11 @@ class Command(BaseCommand):
                 model_pool=pool,
                 prompt=PROMPT,
             )
+        agent = Agent.objects.get(slug=AGENT_SLUG)
+        if not agent.allowed_origins.strip():
+            agent.allowed_origins = DEMO_ORIGINS
+            agent.save(update_fields=["allowed_origins", "updated_at"])
+        roles_ensure()
         User = get_user_model()
         user, created = User.objects.get_or_create(
             username=options["admin_user"], defaults={"is_staff": True, "is_superuser": True}
@@ -43,10 +52,20 @@ class Command(BaseCommand):
         if created:
             user.set_password(options["admin_password"])
             user.save()
+        analyst, analyst_created = User.objects.get_or_create(username="analyst")
+        if analyst_created:
+            analyst.set_password(options["admin_password"])
+            analyst.save()
+            role_assign(user=analyst, role=ANALYST)
         self.stdout.write(
             self.style.SUCCESS(f"agent {AGENT_SLUG} ready (scenario hospital, LLM simulator)")
         )
         if created:
             self.stdout.write(
                 f"admin login: {options['admin_user']} / {options['admin_password']} (created)"
+            )
+        if analyst_created:
+            self.stdout.write(
+                f"analyst login (read-only dashboard): analyst / {options['admin_password']} "
+                "(created)"
             )
