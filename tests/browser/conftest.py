@@ -144,26 +144,15 @@ def parley_server(tmp_path_factory, host_origin_port) -> Iterator[Server]:  # no
 
 
 @pytest.fixture(scope="session")
-def host_site(tmp_path_factory, host_origin_port, parley_server) -> Iterator[str]:  # noqa: ANN001
+def host_site(tmp_path_factory, host_origin_port, parley_server, network) -> Iterator[str]:  # noqa: ANN001
     """A customer's web page on another origin, embedding the widget with one script tag."""
     root = tmp_path_factory.mktemp("host-site")
     key = parley_server.query(
         "select publishable_key from agents_agent where slug = ?", "hospital-receptionist"
     )[0][0]
-    (root / "index.html").write_text(
-        f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>St. Example Hospital</title>
-<style>body {{ font: 16px Georgia, serif; margin: 40px; color: #333; }}
-button {{ all: unset; }} /* a hostile host style: must not reach the widget */</style>
-</head><body>
-<h1>St. Example Hospital</h1>
-<p>Call our receptionist about appointments, prescriptions and lab results.</p>
-<script src="{parley_server.url}/static/parley/widget.js" data-agent="hospital-receptionist"
-  data-key="{key}" data-label="Call reception" defer></script>
-</body></html>
-""",
-        encoding="utf-8",
-    )
+    (root / "index.html").write_text(page_html(parley_server.url, key), encoding="utf-8")
+    # The same page reaching Parley through a network link the tests can cut.
+    (root / "proxied.html").write_text(page_html(network.url, key), encoding="utf-8")
     httpd = http.server.ThreadingHTTPServer(
         ("127.0.0.1", host_origin_port), functools.partial(_QuietHandler, directory=str(root))
     )
@@ -172,6 +161,82 @@ button {{ all: unset; }} /* a hostile host style: must not reach the widget */</
     yield f"http://localhost:{host_origin_port}/index.html"
     httpd.shutdown()
     httpd.server_close()
+
+
+def page_html(parley_url: str, key: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>St. Example Hospital</title>
+<style>body {{ font: 16px Georgia, serif; margin: 40px; color: #333; }}
+button {{ all: unset; }} /* a hostile host style: must not reach the widget */</style>
+</head><body>
+<h1>St. Example Hospital</h1>
+<p>Call our receptionist about appointments, prescriptions and lab results.</p>
+<script src="{parley_url}/static/parley/widget.js" data-agent="hospital-receptionist"
+  data-key="{key}" data-label="Call reception" defer></script>
+</body></html>
+"""
+
+
+class NetworkLink:
+    """A TCP relay to the Parley server whose live connections a test can cut at once (a
+    network drop: the browser sees its WebSocket close abnormally, code 1006)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.live: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.live |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            with self.lock:
+                self.live -= {source, sink}
+
+    def cut(self) -> int:
+        """Reset every connection now; returns how many were cut."""
+        with self.lock:
+            live = list(self.live)
+        for s in live:
+            with contextlib.suppress(OSError):
+                s.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                s.shutdown(socket.SHUT_RDWR)
+        return len(live)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+@pytest.fixture(scope="session")
+def network(parley_server) -> Iterator[NetworkLink]:  # noqa: ANN001
+    link = NetworkLink(int(parley_server.url.rsplit(":", 1)[1]))
+    yield link
+    link.close()
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

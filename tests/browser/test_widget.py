@@ -53,6 +53,7 @@ def test_a_caller_on_another_site_talks_to_the_agent(
     widget = page.locator("parley-widget")
 
     page.get_by_role("status").filter(has_text="Listening").wait_for(timeout=30_000)
+    assert page.evaluate("() => document.querySelector('parley-widget').parley.microphoneLive")
     caller_line = widget.locator(".line.caller:not(.partial)")
     caller_line.first.wait_for(timeout=30_000)
     agent_line = widget.locator(".line.agent")
@@ -77,6 +78,10 @@ def test_a_caller_on_another_site_talks_to_the_agent(
         " document.querySelector('parley-widget').shadowRoot.querySelector('.status').textContent]"
     )
     assert widget_state == ["ended", "Call ended"], (widget_state, errors)
+    assert (
+        page.evaluate("() => document.querySelector('parley-widget').parley.microphoneLive")
+        is False
+    )
     assert not errors, errors
 
     # The server's record: the call, the caller's words, TTFA at the server and at the ear.
@@ -138,3 +143,28 @@ def test_barge_in_stops_playback(chromium, host_site, parley_server, tmp_path) -
             break
         assert time.monotonic() < deadline, rows
         time.sleep(0.3)
+
+
+def test_a_dropped_connection_reconnects_with_a_new_token(
+    chromium, host_site, network, tmp_path
+) -> None:  # noqa: ANN001
+    mic = microphone_wav(tmp_path / "mic.wav", [("ms_turn_on_the_lamp.wav", 20.0)])
+    page, errors = open_call(chromium, host_site.replace("index.html", "proxied.html"), mic)
+    wait_until(page, lambda s: len(s["conversationIds"]) == 1, timeout_s=30, what="a call")
+    page.evaluate(
+        """() => { window.__parleyStates = [];
+             document.addEventListener('parley:state',
+               e => window.__parleyStates.push(e.detail.state)); }"""
+    )
+    assert network.cut() > 0  # the network drops
+    # Backoff, a new token (tokens are single-use), a new call; the microphone is kept.
+    second = wait_until(
+        page, lambda s: len(s["conversationIds"]) == 2, timeout_s=40, what="a reconnect"
+    )
+    page.get_by_role("status").filter(has_text="Listening").wait_for(timeout=10_000)
+    states = page.evaluate("() => window.__parleyStates")
+    assert states[0] == "reconnecting" and states[-1] == "listening", states
+    assert page.evaluate("() => document.querySelector('parley-widget').parley.microphoneLive")
+    assert second["conversationIds"][0] != second["conversationIds"][1]
+    page.get_by_role("button", name="Hang up").click()
+    assert not errors, errors

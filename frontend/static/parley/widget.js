@@ -868,6 +868,10 @@
       get stats() {
         return widget.stats;
       },
+      /** True while the widget holds a live microphone track (false after hang-up). */
+      get microphoneLive() {
+        return !!widget.stream && widget.stream.getTracks().some((t) => t.readyState === "live");
+      },
     };
     window.addEventListener("pagehide", () => widget.hangup());
   }
