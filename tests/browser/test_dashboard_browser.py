@@ -29,13 +29,15 @@ def test_admin_edits_publishes_and_copies_the_snippet(chromium, parley_server) -
 
     # Edit: an out-of-range value is refused inline and nothing is saved.
     page.goto(f"{parley_server.url}/dashboard/agents/{SLUG}/edit/")
-    page.get_by_label("Greeting").fill("Thanks for calling St. Example. How can I help?")
+    page.get_by_label("Speaking rate").fill("185")
     page.get_by_label("End-of-turn silence").fill("50")
     page.get_by_role("button", name="Save changes").click()
     error = page.locator("#id_endpointing_ms_error")
     error.wait_for()
     assert "100" in error.inner_text()
-    assert parley_server.query("select greeting from agents_agent where slug = ?", SLUG) == [("",)]
+    assert parley_server.query("select tts_rate_wpm from agents_agent where slug = ?", SLUG) == [
+        (175,)
+    ]
 
     page.get_by_label("End-of-turn silence").fill("650")
     prompt = page.get_by_role("textbox", name="Prompt", exact=True)
@@ -43,9 +45,9 @@ def test_admin_edits_publishes_and_copies_the_snippet(chromium, parley_server) -
     page.get_by_role("button", name="Save changes").click()
     page.wait_for_url(re.compile(rf"/dashboard/agents/{SLUG}/$"))
     row = parley_server.query(
-        "select greeting, endpointing_ms from agents_agent where slug = ?", SLUG
+        "select tts_rate_wpm, endpointing_ms from agents_agent where slug = ?", SLUG
     )
-    assert row == [("Thanks for calling St. Example. How can I help?", 650)]
+    assert row == [(185, 650)]
     versions = parley_server.query(
         "select version, active from agents_promptversion p join agents_agent a "
         "on p.agent_id = a.id where a.slug = ? order by version",

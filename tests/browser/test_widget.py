@@ -54,18 +54,22 @@ def test_a_caller_on_another_site_talks_to_the_agent(
 
     page.get_by_role("status").filter(has_text="Listening").wait_for(timeout=30_000)
     assert page.evaluate("() => document.querySelector('parley-widget').parley.microphoneLive")
-    caller_line = widget.locator(".line.caller:not(.partial)")
+    # Turn 1 is the caller's first utterance (turn 0 would be a greeting).
+    caller_line = widget.locator('.line.caller[data-turn="1"]:not(.partial)')
     caller_line.first.wait_for(timeout=30_000)
-    agent_line = widget.locator(".line.agent")
+    agent_line = widget.locator('.line.agent[data-turn="1"]')
     agent_line.first.wait_for(timeout=30_000)
     # Agent audio actually played: samples through the playback worklet (24 kHz).
     played = wait_until(
-        page, lambda s: s["playedSamples"] >= 24_000, timeout_s=30, what="1 s of agent audio"
+        page,
+        lambda s: s["playedSamples"] >= 24_000 and any(p["turn"] == 1 for p in s["playbackStarts"]),
+        timeout_s=30,
+        what="the reply to turn 1 playing",
     )
     assert played["sampleRateHz"] in (44_100, 48_000, 16_000, 24_000, 96_000)
     assert played["sentFrames"] > 50  # 20 ms microphone frames reached the server
-    assert played["playbackStarts"][0]["turn"] == 1
-    assert played["playbackStarts"][0]["playout_delay_ms"] >= 0
+    start = next(p for p in played["playbackStarts"] if p["turn"] == 1)
+    assert start["playout_delay_ms"] >= 0
     caller_text = caller_line.first.inner_text()
     agent_text = agent_line.first.inner_text()
     assert caller_text.strip() and agent_text.strip()
