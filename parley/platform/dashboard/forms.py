@@ -86,6 +86,9 @@ CARDS = (
     ),
 )
 
+#: Fields of the cards that are not Agent model fields (saved by ``agent_save``).
+FORM_ONLY_FIELDS = ("prompt", "tools")
+
 #: Units of numeric fields, shown with their ranges.
 UNITS = {
     "tts_rate_wpm": "words per minute",
@@ -137,33 +140,8 @@ class AgentForm(forms.ModelForm):
 
     class Meta:
         model = Agent
-        fields = (
-            "name",
-            "slug",
-            "scenario",
-            "greeting",
-            "model_pool",
-            "max_tool_steps",
-            "stt_provider",
-            "tts_provider",
-            "tts_voice",
-            "tts_rate_wpm",
-            "vad_threshold",
-            "min_speech_ms",
-            "endpointing_ms",
-            "pre_roll_ms",
-            "max_utterance_ms",
-            "allowed_origins",
-            "deepgram_model",
-            "deepgram_language",
-            "deepgram_endpointing_ms",
-            "deepgram_utterance_end_ms",
-            "deepgram_smart_format",
-            "stt_keyterms",
-            "elevenlabs_voice_id",
-            "elevenlabs_model_id",
-            "elevenlabs_latency",
-        )
+        # The cards' model fields, in card order (prompt and tools are form-only fields).
+        fields = tuple(n for card in CARDS for n in card.fields if n not in FORM_ONLY_FIELDS)
         field_classes = {"model_pool": ModelPoolChoiceField}
         widgets = {
             "allowed_origins": forms.Textarea(
