@@ -139,6 +139,13 @@ class Agent(models.Model):
         help_text="Most LLM calls with tools per caller turn.",
     )
 
+    # Analysts (docs/recordings.md)
+    recording_retention_days = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MaxValueValidator(3650)],
+        help_text="Days a call's stereo recording is kept; 0: calls are not recorded.",
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

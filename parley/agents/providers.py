@@ -70,6 +70,8 @@ class CallConfig:
     llm_timeout_s: float
     sim_ttft_ms: int
     sim_itl_ms: int
+    #: Days the call's recording is kept; 0: the call is not recorded.
+    recording_retention_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ def call_config_build(
         system_prompt = f"{system_prompt}\n\n{policy}".strip()
     return CallConfig(
         agent_slug=agent.slug,
+        recording_retention_days=agent.recording_retention_days,
         scenario=agent.scenario.domain,
         prompt_version_id=prompt.id if prompt else None,
         system_prompt=system_prompt,

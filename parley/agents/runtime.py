@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -27,11 +28,13 @@ from parley.agents.providers import (
 )
 from parley.agents.selectors import agent_get_for_call, prompt_active
 from parley.agents.voice.messages import SessionEvent, ToolCallRequest, ToolResult
+from parley.agents.voice.recording import CallRecorder
 from parley.agents.voice.session import AudioSink, CallSession, SessionSettings
 from parley.conversations.services import (
     call_events_record,
     conversation_end,
     conversation_start,
+    recording_register,
 )
 from parley.platform.errors import ApplicationError
 from parley.tools.environments import environment_from_call_token
@@ -232,7 +235,19 @@ def call_session_build(
     """The call's :class:`CallSession`: its providers, the Celery tool runner (in the call's
     sandbox, if any), the recorder as event sink and the call's settings."""
     config = opened.config
+    audio_recorder = None
+    if config.recording_retention_days > 0 and not text_only:
+        audio_recorder = CallRecorder(
+            path=recording_path(
+                agent_slug=config.agent_slug,
+                started_at=opened.started_at,
+                conversation_id=opened.conversation_id,
+            ),
+            agent_rate_hz=providers.tts.sample_rate_hz,
+        )
+        audio_recorder.start()
     return CallSession(
+        recorder=audio_recorder,
         vad=providers.vad,
         stt=providers.stt,
         llm=providers.llm,
@@ -259,6 +274,29 @@ def call_session_build(
     )
 
 
+def recording_path(*, agent_slug: str, started_at: dt.datetime, conversation_id: uuid.UUID) -> Path:
+    """``PARLEY_RECORDINGS_DIR/<agent>/<YYYY-MM-DD>/<conversation>.wav`` (UTC day)."""
+    day = started_at.astimezone(dt.UTC).strftime("%Y-%m-%d")
+    return Path(settings.PARLEY_RECORDINGS_DIR) / agent_slug / day / f"{conversation_id}.wav"
+
+
+async def _recording_finish(recorder: CallRecorder, conversation_id: uuid.UUID) -> None:
+    """Assemble the call's WAV and record its row; a failure loses the recording, not the call."""
+    try:
+        result = await recorder.aclose()
+        if result is not None:
+            await database_sync_to_async(recording_register)(
+                conversation_id=conversation_id,
+                path=str(result.path),
+                sample_rate_hz=result.sample_rate_hz,
+                channels=result.channels,
+                duration_ms=result.duration_ms,
+                size_bytes=result.size_bytes,
+            )
+    except Exception:
+        logger.exception("could not keep the recording of %s", conversation_id)
+
+
 async def call_close(
     *,
     session: CallSession | None,
@@ -274,6 +312,8 @@ async def call_close(
         if session is not None:
             await session.aclose(reason=reason)
     finally:
+        if session is not None and session.recorder is not None and conversation_id is not None:
+            await _recording_finish(session.recorder, conversation_id)
         if recorder is not None:
             await recorder.aclose()
         if conversation_id is not None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
+from statistics import median
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from parley.agents.models import Agent, PromptVersion
 from parley.agents.voice.metrics import CLIENT_LATENCY_COMPONENTS, LATENCY_COMPONENTS
-from parley.conversations.models import CallEvent, Conversation, Turn
+from parley.conversations.models import AccessLog, CallEvent, Conversation, Recording, Turn
 from parley.tools.models import Environment
 
 
@@ -124,5 +127,118 @@ def conversation_end(*, conversation_id: uuid.UUID, status: str, reason: str) ->
     conversation.save(update_fields=["status", "end_reason", "ended_at"])
     # Turns still open when the call ended (a dropped connection) are closed as they stand.
     conversation.turns.filter(ended_at__isnull=True).update(ended_at=conversation.ended_at)
+    conversation_summary_update(conversation=conversation)
     transaction.on_commit(lambda: conversation_reports_write.delay(str(conversation_id)))
     return conversation
+
+
+def conversation_summary_update(*, conversation: Conversation) -> Conversation:
+    """Write the summary columns of ``conversation`` from its turns and tool calls.
+
+    ``turn_count`` counts caller turns (index ≥ 1); ``ttfa_p50_ms``/``ttfa_max_ms`` are over
+    every turn with a TTFA (the greeting's is ``None``); ``transcript_text`` is the caller's and
+    the agent's words turn by turn (what the agent generated, including what barge-in cut off).
+    Three queries. Called by :func:`conversation_end`; safe to call again.
+    """
+    turns = list(
+        conversation.turns.order_by("index").values_list(
+            "index", "status", "user_text", "agent_text", "ttfa_ms"
+        )
+    )
+    tools = conversation.tool_calls.aggregate(
+        total=Count("id"), errors=Count("id", filter=Q(status="error"))
+    )
+    ttfas = [t[4] for t in turns if t[4] is not None]
+    lines: list[str] = []
+    for _, _, user_text, agent_text, _ in turns:
+        lines.extend(text for text in (user_text, agent_text) if text)
+    conversation.turn_count = sum(1 for t in turns if t[0] > 0)
+    conversation.interrupted_turns = sum(1 for t in turns if t[1] == Turn.Status.INTERRUPTED)
+    conversation.tool_calls_count = tools["total"]
+    conversation.tool_errors = tools["errors"]
+    conversation.ttfa_p50_ms = round(median(ttfas), 1) if ttfas else None
+    conversation.ttfa_max_ms = round(max(ttfas), 1) if ttfas else None
+    conversation.transcript_text = "\n".join(lines)
+    conversation.save(update_fields=SUMMARY_FIELDS)
+    return conversation
+
+
+SUMMARY_FIELDS = (
+    "turn_count",
+    "interrupted_turns",
+    "tool_calls_count",
+    "tool_errors",
+    "ttfa_p50_ms",
+    "ttfa_max_ms",
+    "transcript_text",
+)
+
+
+def access_record(
+    *,
+    user: Any,
+    action: str,
+    channel: str,
+    conversation_id: uuid.UUID | str | None = None,
+    export_id: uuid.UUID | str | None = None,
+    address: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AccessLog:
+    """Write one line of the access audit log: ``user`` did ``action`` (an
+    ``AccessLog.Action``) through ``channel`` (``dashboard`` or ``api``). Raises
+    ``ValueError`` for an unknown action or channel, so a typo cannot skip the audit."""
+    if action not in AccessLog.Action.values:
+        raise ValueError(f"unknown audit action {action!r}")
+    if channel not in AccessLog.Channel.values:
+        raise ValueError(f"unknown audit channel {channel!r}")
+    return AccessLog.objects.create(
+        user=user if getattr(user, "pk", None) else None,
+        username=getattr(user, "get_username", lambda: "")() or "",
+        action=action,
+        channel=channel,
+        conversation_id=conversation_id,
+        export_id=export_id,
+        address=address[:64],
+        detail=detail or {},
+    )
+
+
+@transaction.atomic
+def recording_register(
+    *,
+    conversation_id: uuid.UUID,
+    path: str,
+    sample_rate_hz: int,
+    channels: int,
+    duration_ms: float,
+    size_bytes: int,
+) -> Recording:
+    """Record the finished WAV of a call; it expires after the agent's
+    ``recording_retention_days`` (from now)."""
+    conversation = Conversation.objects.select_related("agent").get(id=conversation_id)
+    days = conversation.agent.recording_retention_days
+    recording, _ = Recording.objects.update_or_create(
+        conversation=conversation,
+        defaults={
+            "path": path,
+            "sample_rate_hz": sample_rate_hz,
+            "channels": channels,
+            "duration_ms": round(duration_ms, 1),
+            "size_bytes": size_bytes,
+            "expires_at": timezone.now() + dt.timedelta(days=max(days, 1)),
+            "deleted_at": None,
+        },
+    )
+    return recording
+
+
+def recordings_expire(*, now: dt.datetime | None = None) -> int:
+    """Delete the files of recordings past ``expires_at``; keep their rows with
+    ``deleted_at``. Returns how many were deleted. A file already gone counts as deleted."""
+    now = now or timezone.now()
+    deleted = 0
+    for recording in Recording.objects.filter(expires_at__lte=now, deleted_at__isnull=True):
+        Path(recording.path).unlink(missing_ok=True)
+        Recording.objects.filter(pk=recording.pk).update(deleted_at=now)
+        deleted += 1
+    return deleted

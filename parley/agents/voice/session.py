@@ -42,6 +42,7 @@ from parley.agents.voice.messages import (
     Transcript,
     VADEvent,
 )
+from parley.agents.voice.recording import CallRecorder
 from parley.agents.voice.stt.base import STT, STTError, STTStream
 from parley.agents.voice.tts.base import TTS, TTSError
 from parley.agents.voice.vad import StreamingVAD
@@ -170,6 +171,7 @@ class CallSession:
         settings: SessionSettings,
         history: list[dict[str, Any]] | None = None,
         fallback_tts: TTS | None = None,
+        recorder: CallRecorder | None = None,
     ) -> None:
         if fallback_tts is not None and fallback_tts.sample_rate_hz != tts.sample_rate_hz:
             raise ValueError("the fallback TTS must produce the same sample rate as the TTS")
@@ -182,6 +184,9 @@ class CallSession:
         self.events = events
         self.audio = audio
         self.settings = settings
+        # Records caller and agent audio on this session's clock; started and closed by
+        # whoever built it (the call runtime), fed here.
+        self.recorder = recorder
         self.history: list[dict[str, Any]] = list(history or [])
         if settings.system_prompt and not self.history:
             self.history.append({"role": "system", "content": settings.system_prompt})
@@ -303,6 +308,8 @@ class CallSession:
             raise ValueError("this call is text-only: send caller turns as text")
         at = time.monotonic()
         assert self._stt_stream is not None, "start() first"
+        if self.recorder is not None:
+            self.recorder.caller(pcm16, at_ms=(at - self._t0) * 1000)
         await self._stt_stream.push_audio(pcm16)
         for event in await self.vad.push(pcm16, at=at):
             await self._on_vad(event)
@@ -737,6 +744,8 @@ class CallSession:
                 self._ttfa_ms[turn.index] = turn.metrics["ttfa_ms"]
             await self._emit("agent.speaking", turn.index)
         await self.audio.send_audio(frame)
+        if self.recorder is not None:
+            self.recorder.agent(frame, at_ms=(pacer.play_at - self._t0) * 1000)
         if segment.first_play_at is None:
             segment.first_play_at = pacer.play_at
         segment.bytes_sent += len(frame)
@@ -802,6 +811,9 @@ class CallSession:
             speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await speaker
+        if self.recorder is not None:
+            # The caller's client drops the audio it had queued: so does the recording.
+            self.recorder.agent_cut(at_ms=(now - self._t0) * 1000)
         turn.spoken_text = spoken
         turn.status = "interrupted"
         if turn.user_text and self.history and self.history[-1].get("role") != "assistant":
