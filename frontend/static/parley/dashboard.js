@@ -297,3 +297,83 @@
     init();
   }
 })();
+
+/* Exports page: progress of the exports being written (docs/reports.md).
+ *
+ * Rows with data-status "queued" or "running" poll their data-progress-url every 1.5 s and
+ * update the bar, the counter, the status badge, the size and the download link, until the
+ * export is done or failed.
+ */
+(function () {
+  "use strict";
+
+  var POLL_MS = 1500;
+  var LABELS = { queued: "Queued", running: "Running", done: "Done", failed: "Failed" };
+  var BADGES = { queued: "badge-neutral", running: "badge-info", done: "badge-live", failed: "badge-error" };
+
+  function size(bytes) {
+    if (bytes === null || bytes === undefined) return "—";
+    var units = ["B", "KB", "MB", "GB"];
+    var value = bytes;
+    var i = 0;
+    while (value >= 1000 && i < units.length - 1) { value /= 1000; i += 1; }
+    return i === 0 ? value + " B" : value.toFixed(1) + " " + units[i];
+  }
+
+  function render(row, state) {
+    row.setAttribute("data-status", state.status);
+    var bar = row.querySelector("[data-export-bar]");
+    if (bar) {
+      bar.style.width = state.percent + "%";
+      bar.classList.toggle("is-failed", state.status === "failed");
+      bar.parentNode.setAttribute("aria-valuenow", String(state.percent));
+    }
+    var count = row.querySelector("[data-export-count]");
+    if (count) count.textContent = state.done + " / " + state.total + " calls";
+    var badge = row.querySelector("[data-job-status]");
+    if (badge && LABELS[state.status]) {
+      badge.className = "badge " + BADGES[state.status];
+      badge.textContent = LABELS[state.status];
+      if (state.error) badge.title = state.error;
+    }
+    var error = row.querySelector("[data-export-error]");
+    if (error) {
+      error.textContent = state.error ? state.error.slice(0, 80) : "";
+      error.hidden = state.status !== "failed";
+    }
+    var sizeCell = row.querySelector("[data-export-size]");
+    if (sizeCell) sizeCell.textContent = size(state.size_bytes);
+    var link = row.querySelector("[data-export-download]");
+    if (link && state.download_url) {
+      link.href = state.download_url;
+      link.hidden = false;
+    }
+  }
+
+  function poll(row) {
+    var url = row.getAttribute("data-progress-url");
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (state) {
+        if (!state) return;
+        render(row, state);
+        if (state.status === "queued" || state.status === "running") {
+          setTimeout(function () { poll(row); }, POLL_MS);
+        }
+      })
+      .catch(function () { setTimeout(function () { poll(row); }, POLL_MS * 4); });
+  }
+
+  function init() {
+    document.querySelectorAll("tr[data-progress-url]").forEach(function (row) {
+      var status = row.getAttribute("data-status");
+      if (status === "queued" || status === "running") setTimeout(function () { poll(row); }, POLL_MS);
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();

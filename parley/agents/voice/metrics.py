@@ -36,8 +36,8 @@ def percentile(values: list[float], q: float) -> float:
 def latency_summary(
     turns: Iterable[Mapping[str, Any]], components: Iterable[str] = LATENCY_COMPONENTS
 ) -> dict[str, dict[str, float | int]]:
-    """Per component: ``n``, ``p50``, ``p95``, ``min``, ``max`` in ms over the turns that have
-    it (``{"n": 0}`` when none do)."""
+    """Per component: ``n``, ``p50``, ``p95``, ``p99``, ``min``, ``max`` in ms over the turns
+    that have it (``{"n": 0}`` when none do)."""
     rows = list(turns)
     summary: dict[str, dict[str, float | int]] = {}
     for name in components:
@@ -49,6 +49,7 @@ def latency_summary(
             "n": len(values),
             "p50": round(percentile(values, 50), 1),
             "p95": round(percentile(values, 95), 1),
+            "p99": round(percentile(values, 99), 1),
             "min": round(min(values), 1),
             "max": round(max(values), 1),
         }
