@@ -15,4 +15,5 @@ urlpatterns = [
     path("dashboard/", include("parley.platform.dashboard.urls")),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/call-tokens", call_token_create, name="call-token-create"),
+    path("api/", include("parley.platform.api.urls")),
 ]
