@@ -18,17 +18,9 @@ from django_ratelimit.core import get_usage
 
 from parley.agents.call_tokens import call_token_issue
 from parley.agents.models import Agent, origin_normalise
+from parley.platform.http import client_address
 
 logger = logging.getLogger(__name__)
-
-
-def client_address(request: HttpRequest) -> str:
-    """The caller's address: ``PARLEY_CLIENT_ADDRESS_HEADER``'s first entry behind a trusted
-    proxy, else ``REMOTE_ADDR``."""
-    header = settings.PARLEY_CLIENT_ADDRESS_HEADER
-    if header and request.META.get(header):
-        return request.META[header].split(",")[0].strip()
-    return request.META.get("REMOTE_ADDR", "")
 
 
 @csrf_exempt  # a public, cookie-less endpoint: the publishable key and Origin are the checks

@@ -139,7 +139,7 @@ class Agent(models.Model):
         help_text="Most LLM calls with tools per caller turn.",
     )
 
-    # Analysts (docs/recordings.md)
+    # Analysts (docs/conversations.md)
     recording_retention_days = models.PositiveSmallIntegerField(
         default=30,
         validators=[MaxValueValidator(3650)],

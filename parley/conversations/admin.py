@@ -1,6 +1,17 @@
-from django.contrib import admin
+from __future__ import annotations
 
-from parley.conversations.models import CallEvent, Conversation, Turn
+from django.contrib import admin
+from django.http import HttpRequest
+
+from parley.conversations.models import (
+    AccessLog,
+    AgentDayReport,
+    CallEvent,
+    Conversation,
+    ConversationExport,
+    Recording,
+    Turn,
+)
 from parley.tools.models import ToolCall
 
 
@@ -48,3 +59,52 @@ class TurnAdmin(admin.ModelAdmin):
 class CallEventAdmin(admin.ModelAdmin):
     list_display = ("conversation", "seq", "turn_index", "type", "t_ms")
     list_filter = ("type",)
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(admin.ModelAdmin):
+    """The access audit trail: read-only, not even deletable from the admin."""
+
+    list_display = (
+        "at",
+        "username",
+        "action",
+        "channel",
+        "conversation_id",
+        "export_id",
+        "address",
+    )
+    list_filter = ("action", "channel")
+    search_fields = ("username", "conversation_id", "export_id", "address")
+    date_hierarchy = "at"
+    readonly_fields = [f.name for f in AccessLog._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Recording)
+class RecordingAdmin(admin.ModelAdmin):
+    list_display = ("conversation", "duration_ms", "size_bytes", "expires_at", "deleted_at")
+    list_filter = ("deleted_at",)
+    readonly_fields = [f.name for f in Recording._meta.fields]
+
+
+@admin.register(AgentDayReport)
+class AgentDayReportAdmin(admin.ModelAdmin):
+    list_display = ("day", "agent", "status", "attempts", "generated_at")
+    list_filter = ("status", "agent")
+    readonly_fields = [f.name for f in AgentDayReport._meta.fields]
+
+
+@admin.register(ConversationExport)
+class ConversationExportAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "requested_by", "since", "until", "redact", "status", "done")
+    list_filter = ("status", "redact")
+    readonly_fields = [f.name for f in ConversationExport._meta.fields]

@@ -160,7 +160,7 @@ class CallEvent(models.Model):
 
 class Recording(models.Model):
     """The stereo WAV of one call: caller on the left channel, agent on the right, aligned on
-    the server's clock (docs/recordings.md). Its file is deleted when ``expires_at`` passes
+    the server's clock (docs/conversations.md). Its file is deleted when ``expires_at`` passes
     (the ``recordings_expire`` task); the row stays, with ``deleted_at`` set."""
 
     conversation = models.OneToOneField(

@@ -7,11 +7,13 @@ never seen by a reader.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 from django.conf import settings
 
 from parley.agents.voice.metrics import (
@@ -24,6 +26,17 @@ from parley.tools.models import ToolCall
 
 TRANSCRIPT_FORMAT = "parley-transcript/v1"
 LATENCY_FORMAT = "parley-latency/v1"
+#: JSON Schema (draft 2020-12) of one transcript line, published with docs/transcript-format.md.
+TRANSCRIPT_LINE_SCHEMA = Path(__file__).parent / "schemas" / "transcript-line.v1.json"
+
+
+def transcript_line_validator() -> jsonschema.protocols.Validator:
+    """A validator of transcript lines against :data:`TRANSCRIPT_LINE_SCHEMA` (formats such as
+    ``date-time`` and ``uuid`` checked). ``validator.validate(line)`` raises
+    ``jsonschema.ValidationError``; ``iter_errors(line)`` lists every problem."""
+    schema = json.loads(TRANSCRIPT_LINE_SCHEMA.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
 def conversation_latency_report(conversation: Conversation) -> dict[str, Any]:
@@ -74,6 +87,16 @@ def conversation_transcript_lines(conversation: Conversation) -> list[dict[str, 
             line["status"] = row.status
         lines.append(line)
     return lines
+
+
+def conversation_transcript_jsonl(conversation: Conversation) -> bytes:
+    """The call's JSONL transcript: the file the report task wrote at hang-up, or built from
+    the event log when there is none yet (a live call, or before the task ran)."""
+    path = Path(conversation.transcript_path) if conversation.transcript_path else None
+    if path is not None and path.is_file():
+        return path.read_bytes()
+    lines = conversation_transcript_lines(conversation)
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
 
 def conversation_reports_dir(conversation: Conversation) -> Path:

@@ -16,3 +16,6 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 env = environ.Env()
 # A developer's optional .env file; production sets real environment variables.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+#: Where the embedded defaults keep their files (SQLite, reports, recordings, exports).
+VAR_DIR = Path(env.str("PARLEY_VAR_DIR", default=str(BASE_DIR / "var")))

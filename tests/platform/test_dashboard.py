@@ -6,7 +6,6 @@ import datetime as dt
 import html
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.forms.models import model_to_dict
 from django.test import Client
 from django.urls import reverse
@@ -16,43 +15,13 @@ from parley.agents.call_tokens import call_token_verify
 from parley.agents.models import Agent, PromptVersion, Scenario
 from parley.agents.services import prompt_version_create
 from parley.conversations.models import Conversation, Turn
+from parley.conversations.services import conversation_summary_update
 from parley.platform.dashboard.forms import AgentForm
-from parley.platform.dashboard.roles import ADMIN, ANALYST, role_assign, role_of
+from parley.platform.dashboard.roles import ADMIN, ANALYST, role_of
 from parley.tools.models import ToolSchema
+from tests.conftest import PASSWORD, client_for, user_with
 
 pytestmark = pytest.mark.django_db
-
-PASSWORD = "parley-test-password"
-
-
-def user_with(username: str, *, role: str | None = None, superuser: bool = False):  # noqa: ANN201
-    user = get_user_model().objects.create_user(
-        username=username, password=PASSWORD, is_superuser=superuser, is_staff=superuser
-    )
-    if role:
-        role_assign(user=user, role=role)
-    return user
-
-
-def client_for(user) -> Client:  # noqa: ANN001
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def admin_user():  # noqa: ANN201
-    return user_with("root", superuser=True)
-
-
-@pytest.fixture
-def admin(admin_user) -> Client:  # noqa: ANN001
-    return client_for(admin_user)
-
-
-@pytest.fixture
-def analyst() -> Client:
-    return client_for(user_with("ana", role=ANALYST))
 
 
 def form_data(agent: Agent, **overrides) -> dict:  # noqa: ANN003
@@ -426,7 +395,7 @@ def conversation(agent: Agent, *, started: dt.datetime, ttfa: list[float | None]
             started_at=started + dt.timedelta(seconds=index),
             ttfa_ms=value,
         )
-    return conv
+    return conversation_summary_update(conversation=conv)
 
 
 def test_agents_list_shows_todays_calls_and_median_ttfa(
@@ -477,13 +446,14 @@ def test_conversations_list_pages_and_links(admin, analyst, hospital_agent) -> N
     page = response.context["page"]
     assert len(page.object_list) == 50 and page.paginator.num_pages == 2
     newest = page.object_list[0]
-    assert newest.turn_count == 3 and newest.ttfa_p50 == 500.0
+    assert newest.turn_count == 2 and newest.ttfa_p50_ms == 500.0  # caller turns 1 and 2
     text = response.content.decode()
     assert "1 min 05 s" in text and "500 ms" in text and "Older →" in text
-    assert reverse("admin:conversations_conversation_change", args=[newest.pk]) in text
+    assert reverse("dashboard:conversation-detail", args=[newest.pk]) in text
     assert len(admin.get(url("conversations") + "?page=2").context["page"].object_list) == 1
-    assert "Details in admin" not in analyst.get(url("conversations")).content.decode()
-    assert admin.get(url("conversations") + "?agent=nobody").status_code == 200
+    assert analyst.get(url("conversations")).status_code == 200
+    refused = admin.get(url("conversations") + "?agent=nobody")
+    assert refused.status_code == 200 and "cannot be applied" in refused.content.decode()
 
 
 def test_nav_links_to_admin_pages_only_for_superusers(admin, analyst, hospital_agent) -> None:  # noqa: ANN001

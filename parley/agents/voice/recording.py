@@ -274,4 +274,7 @@ class CallRecorder:
 
     def _remove_raw(self) -> None:
         for ch in self.channels:
-            ch.path.unlink(missing_ok=True)
+            try:
+                ch.path.unlink(missing_ok=True)
+            except OSError:
+                logger.warning("could not remove %s", ch.path)

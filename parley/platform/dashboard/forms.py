@@ -68,6 +68,13 @@ CARDS = (
         ("allowed_origins",),
     ),
     Card(
+        "recording",
+        "Recording",
+        "Each call is recorded as a stereo WAV (caller left, agent right) for analysts; "
+        "recordings older than this are deleted every hour.",
+        ("recording_retention_days",),
+    ),
+    Card(
         "cloud",
         "Cloud engine settings",
         "Deepgram (used when the STT provider is Deepgram) and ElevenLabs (when the TTS "
@@ -94,6 +101,7 @@ UNITS = {
     "tts_rate_wpm": "words per minute",
     "min_speech_ms": "ms",
     "endpointing_ms": "ms",
+    "recording_retention_days": "days (0: calls are not recorded)",
     "pre_roll_ms": "ms",
     "max_utterance_ms": "ms",
     "deepgram_endpointing_ms": "ms",
@@ -163,6 +171,7 @@ class AgentForm(forms.ModelForm):
             "max_tool_steps": "Tool steps per turn",
             "model_pool": "Model pool",
             "allowed_origins": "Allowed origins",
+            "recording_retention_days": "Keep recordings for",
             "stt_keyterms": "Deepgram key terms",
             "deepgram_endpointing_ms": "Deepgram endpointing",
             "deepgram_utterance_end_ms": "Deepgram utterance end",
@@ -278,3 +287,75 @@ def _number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+class ConversationFilterForm(forms.Form):
+    """The conversation list's filters (GET). Dates are whole UTC days, ``until`` included."""
+
+    q = forms.CharField(required=False, max_length=200, label="Search transcripts")
+    agent = forms.ChoiceField(required=False, label="Agent")
+    scenario = forms.ChoiceField(required=False, label="Scenario")
+    since = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    outcome = forms.ChoiceField(required=False, label="Outcome")
+    tool_errors = forms.BooleanField(required=False, label="Tool errors only")
+    ttfa_above_ms = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=600_000,
+        label="TTFA above (ms)",
+        widget=forms.NumberInput(attrs={"step": 50, "placeholder": "e.g. 1000"}),
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        agents: list[Any] | None = None,
+        scenarios: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from parley.conversations.selectors import OUTCOMES
+
+        super().__init__(*args, **kwargs)
+        self.fields["agent"].choices = [("", "All agents")] + [
+            (a.slug, a.name) for a in agents or []
+        ]
+        self.fields["scenario"].choices = [("", "All scenarios")] + [
+            (s.slug, s.name) for s in scenarios or []
+        ]
+        self.fields["outcome"].choices = [("", "Any outcome"), *OUTCOMES.items()]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "The end of the range must not be before its start.")
+        return data
+
+    def filters(self) -> Any:
+        """The valid form as :class:`~parley.conversations.selectors.ConversationFilters`."""
+        import datetime as dt
+
+        from parley.conversations.selectors import ConversationFilters
+
+        data = self.cleaned_data
+
+        def day_start(day: dt.date | None, *, plus: int = 0) -> dt.datetime | None:
+            if day is None:
+                return None
+            return dt.datetime.combine(day + dt.timedelta(days=plus), dt.time(), tzinfo=dt.UTC)
+
+        return ConversationFilters(
+            agent=data.get("agent") or None,
+            scenario=data.get("scenario") or None,
+            since=day_start(data.get("since")),
+            until=day_start(data.get("until"), plus=1),
+            outcome=data.get("outcome") or None,
+            tool_errors=bool(data.get("tool_errors")),
+            ttfa_above_ms=data.get("ttfa_above_ms"),
+            q=data.get("q") or "",
+        )

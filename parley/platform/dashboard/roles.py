@@ -2,8 +2,9 @@
 
 A role is membership of the Django group of the same name (superusers are always admins).
 ``manage.py role --user NAME --role admin|analyst|none`` assigns one; docs/dashboard.md.
-Every dashboard view is wrapped in :func:`role_required`, which also refuses any unsafe
-method (POST, ...) to a reader, whatever the view.
+Every dashboard view is wrapped in :func:`role_required` with the level it needs: ``read``
+(both roles; unsafe methods refused to analysts, whatever the view), ``analyze`` (both roles,
+POST included: asking for a report or an export) or ``configure`` (admins only).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ ANALYST = "analyst"
 ROLES = (ADMIN, ANALYST)
 
 #: What each role may do, by the level a view asks for.
-_LEVELS = {ADMIN: {"read", "configure"}, ANALYST: {"read"}}
+_LEVELS = {ADMIN: {"read", "analyze", "configure"}, ANALYST: {"read", "analyze"}}
 
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -72,13 +73,14 @@ def forbidden(request: HttpRequest, *, reason: str) -> HttpResponse:
 
 
 def role_required(level: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., Any]]:
-    """Guard a dashboard view: ``level`` is ``"read"`` (any role) or ``"configure"`` (admins).
+    """Guard a dashboard view: ``level`` is ``"read"`` (any role, safe methods for analysts),
+    ``"analyze"`` (any role, any method) or ``"configure"`` (admins).
 
-    Anonymous users are sent to the login page; users without a role, readers on a
-    configure view and readers sending any unsafe method get the 403 page. The view finds
-    the role in ``request.dashboard_role``.
+    Anonymous users are sent to the login page; users without a role, analysts on a
+    configure view and analysts sending an unsafe method to a read view get the 403 page.
+    The view finds the role in ``request.dashboard_role``.
     """
-    if level not in ("read", "configure"):
+    if level not in ("read", "analyze", "configure"):
         raise ValueError(f"unknown level {level!r}")
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -94,7 +96,9 @@ def role_required(level: str) -> Callable[[Callable[..., HttpResponse]], Callabl
                     "you the admin or analyst role.",
                 )
             if level not in _LEVELS[role] or (
-                request.method not in _SAFE_METHODS and "configure" not in _LEVELS[role]
+                level == "read"
+                and request.method not in _SAFE_METHODS
+                and "configure" not in _LEVELS[role]
             ):
                 return forbidden(
                     request,
@@ -108,3 +112,8 @@ def role_required(level: str) -> Callable[[Callable[..., HttpResponse]], Callabl
         return guarded
 
     return decorate
+
+
+def role_allows(role: str | None, level: str) -> bool:
+    """Whether ``role`` may use views of ``level`` (``read``, ``analyze``, ``configure``)."""
+    return role is not None and level in _LEVELS.get(role, set())

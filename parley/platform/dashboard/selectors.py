@@ -1,4 +1,5 @@
-"""Reads behind the dashboard pages: agents with today's figures, conversation pages.
+"""Reads behind the dashboard pages: agents with today's figures (conversations: see
+parley.conversations.selectors).
 
 Medians are computed in Python from one query of the values (the same on SQLite and
 PostgreSQL); "today" is since midnight UTC.
@@ -13,11 +14,11 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from parley.agents.models import Agent
-from parley.conversations.models import Conversation, Turn
+from parley.conversations.models import Turn
 
 
 def day_start_utc(now: dt.datetime | None = None) -> dt.datetime:
@@ -65,27 +66,6 @@ def agents_overview(*, now: dt.datetime | None = None) -> AgentsOverview:
         calls_today=sum(agent.calls_today for agent in agents),  # type: ignore[attr-defined]
         ttfa_p50_today=median(v for _, v in rows) if rows else None,
     )
-
-
-def conversation_list(*, agent: Agent | None = None) -> QuerySet[Conversation]:
-    """Conversations, newest first, with their agent and ``turn_count``."""
-    qs = Conversation.objects.select_related("agent").annotate(turn_count=Count("turns"))
-    if agent is not None:
-        qs = qs.filter(agent=agent)
-    return qs.order_by("-started_at")
-
-
-def conversations_ttfa_attach(conversations: Iterable[Conversation]) -> None:
-    """Set ``ttfa_p50`` (median turn TTFA in ms, or ``None``) on each conversation: one
-    query for all of them."""
-    conversations = list(conversations)
-    ttfa = _medians(
-        Turn.objects.filter(
-            conversation__in=[c.pk for c in conversations], ttfa_ms__isnull=False
-        ).values_list("conversation_id", "ttfa_ms")
-    )
-    for conversation in conversations:
-        conversation.ttfa_p50 = ttfa.get(conversation.pk)  # type: ignore[attr-defined]
 
 
 def _medians(rows: Iterable[tuple[Any, float]]) -> dict[Any, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from parley.platform.dashboard import views
+from parley.platform.dashboard import views, views_conversations, views_reports
 
 app_name = "dashboard"
 
@@ -37,5 +37,46 @@ urlpatterns = [
         views.prompt_rollback_view,
         name="prompt-rollback",
     ),
-    path("conversations/", views.conversation_list_view, name="conversations"),
+    path("conversations/", views_conversations.conversation_list_view, name="conversations"),
+    path(
+        "conversations/<uuid:conversation_id>/",
+        views_conversations.conversation_detail,
+        name="conversation-detail",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/recording.wav",
+        views_conversations.conversation_recording,
+        name="conversation-recording",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/transcript.jsonl",
+        views_conversations.conversation_transcript,
+        name="conversation-transcript",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/latency.json",
+        views_conversations.conversation_latency,
+        name="conversation-latency",
+    ),
+    # Reports and exports (docs/reports.md).
+    path("reports/", views_reports.report_list, name="reports"),
+    path("reports/generate/", views_reports.report_generate, name="report-generate"),
+    path("reports/<slug:slug>/<str:day>/", views_reports.report_detail, name="report-detail"),
+    path(
+        "reports/<slug:slug>/<str:day>.<str:fmt>",
+        views_reports.report_download,
+        name="report-download",
+    ),
+    path("exports/", views_reports.export_list, name="exports"),
+    path("exports/new/", views_reports.export_create, name="export-create"),
+    path(
+        "exports/<uuid:export_id>/progress/",
+        views_reports.export_progress,
+        name="export-progress",
+    ),
+    path(
+        "exports/<uuid:export_id>/download/",
+        views_reports.export_download,
+        name="export-download",
+    ),
 ]

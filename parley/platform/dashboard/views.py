@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
@@ -22,15 +21,9 @@ from parley.agents.services import agent_publish, agent_save, prompt_rollback
 from parley.platform.dashboard.diff import prompt_diff
 from parley.platform.dashboard.forms import AgentForm
 from parley.platform.dashboard.roles import ADMIN, role_required
-from parley.platform.dashboard.selectors import (
-    agents_overview,
-    conversation_list,
-    conversations_ttfa_attach,
-)
+from parley.platform.dashboard.selectors import agents_overview
 from parley.platform.errors import ApplicationError
 from parley.platform.fleet.models import ModelPool
-
-CONVERSATIONS_PER_PAGE = 50
 
 
 def _render(
@@ -238,22 +231,3 @@ def call_token(request: HttpRequest, slug: str) -> JsonResponse:
         agent=agent, purpose="test", origin=page_origin(request), user=request.user
     )
     return JsonResponse(call_grant_body(request, agent=agent, token=token))
-
-
-# Conversations ----------------------------------------------------------------------------
-
-
-@role_required("read")
-def conversation_list_view(request: HttpRequest) -> HttpResponse:
-    agents = list(Agent.objects.order_by("name").only("slug", "name"))
-    agent = next((a for a in agents if a.slug == request.GET.get("agent")), None)
-    page = Paginator(conversation_list(agent=agent), CONVERSATIONS_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
-    conversations_ttfa_attach(page.object_list)
-    return _render(
-        request,
-        "conversation_list.html",
-        {"page": page, "agents": agents, "agent": agent},
-        section="conversations",
-    )

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from parley.platform.env import BASE_DIR, env
-
-VAR_DIR = Path(env.str("PARLEY_VAR_DIR", default=str(BASE_DIR / "var")))
+from parley.platform.env import BASE_DIR, VAR_DIR, env
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="parley-dev-only-insecure-secret-key")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -119,7 +117,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["parley.platform.api.permissions.ReadRole"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "parley.platform.api.schema.ApiSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "parley.platform.api.errors.exception_handler",
@@ -132,6 +130,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Offline: never send the schema's address to swagger.io's online validator.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # One URL, one APIView per method (parley/platform/api/routing.py): show each one's schema.
+    "PREPROCESSING_HOOKS": ["parley.platform.api.routing.method_views_expand"],
+    # Several models have a "status": name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "ConversationStatusEnum": "parley.conversations.models.Conversation.Status",
+        "TurnStatusEnum": "parley.conversations.models.Turn.Status",
+        "ToolCallStatusEnum": "parley.tools.models.ToolCall.Status",
+        "JobStatusEnum": "parley.conversations.models.JobStatus",
+    },
 }
 
 from parley.platform.settings.access import *  # noqa: E402,F403

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from celery.schedules import crontab
+
 from parley.platform.env import env
 
 _broker = env.str("CELERY_BROKER_URL", default="") or env.str("REDIS_URL", default="")
@@ -26,5 +28,15 @@ CELERY_BEAT_SCHEDULE = {
     "fleet-health-check": {
         "task": "parley.platform.fleet.tasks.fleet_health_check_all",
         "schedule": env.float("FLEET_HEALTH_INTERVAL_S", default=10.0),
+    },
+    # Recordings past their agent's retention days (docs/conversations.md).
+    "recordings-expire": {
+        "task": "parley.conversations.tasks.recordings_expire_run",
+        "schedule": env.float("PARLEY_RECORDINGS_EXPIRE_INTERVAL_S", default=3600.0),
+    },
+    # Yesterday's report of every agent that had calls (docs/reports.md), after midnight UTC.
+    "agent-day-reports-nightly": {
+        "task": "parley.conversations.tasks.agent_day_reports_nightly",
+        "schedule": crontab(hour=0, minute=15),
     },
 }

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from parley.platform.env import BASE_DIR, env
+from parley.platform.env import VAR_DIR, env
 
-PARLEY_REPORTS_DIR = Path(env.str("PARLEY_REPORTS_DIR", default=str(BASE_DIR / "var" / "reports")))
-#: Stereo call recordings (docs/recordings.md); each agent sets how long they are kept.
-PARLEY_RECORDINGS_DIR = Path(
-    env.str("PARLEY_RECORDINGS_DIR", default=str(BASE_DIR / "var" / "recordings"))
-)
-#: Bulk exports and per-agent day reports (docs/reports.md).
-PARLEY_EXPORTS_DIR = Path(env.str("PARLEY_EXPORTS_DIR", default=str(BASE_DIR / "var" / "exports")))
+#: Per-call JSONL transcripts and latency reports, per-agent day reports (docs/reports.md).
+PARLEY_REPORTS_DIR = Path(env.str("PARLEY_REPORTS_DIR", default=str(VAR_DIR / "reports")))
+#: Stereo call recordings (docs/conversations.md); each agent sets how long they are kept.
+PARLEY_RECORDINGS_DIR = Path(env.str("PARLEY_RECORDINGS_DIR", default=str(VAR_DIR / "recordings")))
+#: Bulk exports (docs/reports.md).
+PARLEY_EXPORTS_DIR = Path(env.str("PARLEY_EXPORTS_DIR", default=str(VAR_DIR / "exports")))
 #: Largest binary frame accepted from a caller: 1 s of 16 kHz PCM16. Bigger frames get an
 #: error event (the protocol asks for 20 ms = 640 bytes).
 PARLEY_MAX_FRAME_BYTES = env.int("PARLEY_MAX_FRAME_BYTES", default=32_000)

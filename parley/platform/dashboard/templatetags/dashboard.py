@@ -70,3 +70,13 @@ def initials(user: Any) -> str:
     parts = [p for p in name.replace(".", " ").replace("_", " ").split() if p]
     letters = "".join(p[0] for p in parts[:2]) if len(parts) > 1 else name[:2]
     return letters.upper()
+
+
+@register.filter
+def clock(value_ms: float | None) -> str:
+    """An offset in ms as ``m:ss.s`` (``72500`` → ``"1:12.5"``)."""
+    if value_ms is None or value_ms == "":
+        return NONE
+    tenths = round(float(value_ms) / 100)
+    minutes, tenths = divmod(tenths, 600)
+    return f"{minutes}:{tenths // 10:02d}.{tenths % 10}"
