@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import functools
 import http.server
 import sys
@@ -128,6 +129,21 @@ def main() -> int:
 
         page.goto(f"{base}/dashboard/conversations/")
         shot("dashboard-conversations")
+        page.locator("a.row-title").first.click()
+        page.get_by_role("heading", name="Timeline").wait_for()
+        shot("dashboard-conversation")
+
+        page.goto(f"{base}/dashboard/reports/")
+        page.get_by_label("Day").fill(dt.datetime.now(dt.UTC).date().isoformat())
+        page.get_by_role("button", name="Generate now").click()
+        page.goto(f"{base}/dashboard/reports/")
+        page.locator("a.row-title").first.click()
+        page.get_by_role("heading", name="TTFA distribution").wait_for()
+        shot("dashboard-report")
+        page.goto(f"{base}/dashboard/exports/")
+        page.get_by_role("button", name="Export").click()
+        page.wait_for_timeout(1500)
+        shot("dashboard-exports")
 
         host = f"http://localhost:{args.host_port}"
         origin_allow(page, agent_url, host)

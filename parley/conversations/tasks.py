@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 from celery import shared_task
 from django.core.exceptions import ObjectDoesNotExist
@@ -61,18 +62,21 @@ def recordings_expire_run() -> int:
 DAY_REPORT_SOFT_LIMIT_S = 120
 #: An export writes every event of up to a year of calls.
 EXPORT_SOFT_LIMIT_S = 30 * 60
+#: Retry policy of the analysts' jobs: any error is retried 3 times with exponential backoff
+#: (capped at 10 min); an id that no longer exists is not.
+JOB_RETRY: dict[str, Any] = {
+    "bind": True,
+    "autoretry_for": (Exception,),
+    "dont_autoretry_for": (ObjectDoesNotExist,),
+    "retry_backoff": True,
+    "retry_backoff_max": 600,
+    "max_retries": 3,
+    "acks_late": True,
+}
 
 
 @shared_task(
-    bind=True,
-    autoretry_for=(Exception,),
-    dont_autoretry_for=(ObjectDoesNotExist,),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    max_retries=3,
-    acks_late=True,
-    soft_time_limit=DAY_REPORT_SOFT_LIMIT_S,
-    time_limit=DAY_REPORT_SOFT_LIMIT_S + 60,
+    **JOB_RETRY, soft_time_limit=DAY_REPORT_SOFT_LIMIT_S, time_limit=DAY_REPORT_SOFT_LIMIT_S + 60
 )
 def agent_day_report_run(self, report_id: int) -> dict[str, object]:
     """Generate day report ``report_id`` (each run adds one to its ``attempts``). Any error
@@ -94,17 +98,7 @@ def agent_day_reports_nightly() -> list[int]:
     return [report.pk for report in reports]
 
 
-@shared_task(
-    bind=True,
-    autoretry_for=(Exception,),
-    dont_autoretry_for=(ObjectDoesNotExist,),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    max_retries=3,
-    acks_late=True,
-    soft_time_limit=EXPORT_SOFT_LIMIT_S,
-    time_limit=EXPORT_SOFT_LIMIT_S + 60,
-)
+@shared_task(**JOB_RETRY, soft_time_limit=EXPORT_SOFT_LIMIT_S, time_limit=EXPORT_SOFT_LIMIT_S + 60)
 def conversation_export_run(self, export_id: str) -> dict[str, object]:
     """Build bulk export ``export_id``. Any error leaves it ``failed`` with its partial file
     removed and is retried up to 3 times (each retry starts over); an unknown id is not

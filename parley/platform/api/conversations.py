@@ -22,6 +22,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from parley.agents.models import Agent, Scenario
+from parley.agents.voice.metrics import CLIENT_LATENCY_COMPONENTS, LATENCY_COMPONENTS
 from parley.conversations.models import AccessLog, CallEvent, Conversation, Recording, Turn
 from parley.conversations.reports import conversation_transcript_jsonl
 from parley.conversations.selectors import (
@@ -43,18 +44,8 @@ from parley.tools.models import ToolCall
 
 TAGS = ["conversations"]
 
-#: Per-turn latencies (ms), as the Turn model documents them.
-TURN_LATENCY_FIELDS = (
-    "endpointing_ms",
-    "stt_final_ms",
-    "llm_ttft_ms",
-    "first_chunk_ms",
-    "tts_ttfb_ms",
-    "ttfa_ms",
-    "ear_ttfa_ms",
-    "playout_delay_ms",
-    "network_rtt_ms",
-)
+#: Per-turn latencies (ms), as the Turn model documents them: the server's, then the widget's.
+TURN_LATENCY_FIELDS = (*LATENCY_COMPONENTS, *CLIENT_LATENCY_COMPONENTS)
 
 
 def _timeline_or_404(conversation_id: Any) -> ConversationTimeline:
