@@ -15,6 +15,13 @@ from parley.conversations.models import (
 from parley.tools.models import ToolCall
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Every field shown read-only: rows written by the platform, looked at here."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+
 class TurnInline(admin.TabularInline):
     model = Turn
     extra = 0
@@ -41,10 +48,9 @@ class ToolCallInline(admin.TabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(ReadOnlyAdmin):
     list_display = ("id", "agent", "status", "started_at", "ended_at")
     list_filter = ("status", "agent")
-    readonly_fields = [f.name for f in Conversation._meta.fields]
     inlines = [TurnInline, ToolCallInline]
 
 
@@ -62,7 +68,7 @@ class CallEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccessLog)
-class AccessLogAdmin(admin.ModelAdmin):
+class AccessLogAdmin(ReadOnlyAdmin):
     """The access audit trail: read-only, not even deletable from the admin."""
 
     list_display = (
@@ -77,7 +83,6 @@ class AccessLogAdmin(admin.ModelAdmin):
     list_filter = ("action", "channel")
     search_fields = ("username", "conversation_id", "export_id", "address")
     date_hierarchy = "at"
-    readonly_fields = [f.name for f in AccessLog._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -90,21 +95,18 @@ class AccessLogAdmin(admin.ModelAdmin):
 
 
 @admin.register(Recording)
-class RecordingAdmin(admin.ModelAdmin):
+class RecordingAdmin(ReadOnlyAdmin):
     list_display = ("conversation", "duration_ms", "size_bytes", "expires_at", "deleted_at")
     list_filter = ("deleted_at",)
-    readonly_fields = [f.name for f in Recording._meta.fields]
 
 
 @admin.register(AgentDayReport)
-class AgentDayReportAdmin(admin.ModelAdmin):
+class AgentDayReportAdmin(ReadOnlyAdmin):
     list_display = ("day", "agent", "status", "attempts", "generated_at")
     list_filter = ("status", "agent")
-    readonly_fields = [f.name for f in AgentDayReport._meta.fields]
 
 
 @admin.register(ConversationExport)
-class ConversationExportAdmin(admin.ModelAdmin):
+class ConversationExportAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "requested_by", "since", "until", "redact", "status", "done")
     list_filter = ("status", "redact")
-    readonly_fields = [f.name for f in ConversationExport._meta.fields]

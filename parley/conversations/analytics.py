@@ -8,6 +8,7 @@ closest ranks (numpy's default, :func:`parley.agents.voice.metrics.percentile`).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from typing import Any
@@ -15,18 +16,14 @@ from typing import Any
 from django.db.models import Count, Q
 
 from parley.agents.models import Agent
-from parley.agents.voice.metrics import (
-    CLIENT_LATENCY_COMPONENTS,
-    LATENCY_COMPONENTS,
-    latency_summary,
-)
+from parley.agents.voice.metrics import TURN_LATENCY_COMPONENTS, latency_summary
 from parley.conversations.models import Conversation, Turn
 from parley.tools.models import ToolCall
 
 AGENT_DAY_FORMAT = "parley-agent-day/v1"
 
 #: Every latency component a day report summarises, server-measured first (ms).
-DAY_COMPONENTS = (*LATENCY_COMPONENTS, *CLIENT_LATENCY_COMPONENTS)
+DAY_COMPONENTS = TURN_LATENCY_COMPONENTS
 
 #: Lower edges of the TTFA histogram bins (ms). Bin *i* holds ``edges[i] <= ttfa <
 #: edges[i + 1]``; the last bin is open-ended (``>= 5000``). Quarter seconds up to 1 s, where
@@ -50,12 +47,7 @@ def ttfa_histogram(values: list[float]) -> list[dict[str, Any]]:
     edges = TTFA_BIN_EDGES_MS
     counts = [0] * len(edges)
     for value in values:
-        index = len(edges) - 1
-        for i in range(1, len(edges)):
-            if value < edges[i]:
-                index = i - 1
-                break
-        counts[index] += 1
+        counts[max(bisect.bisect_right(edges, value) - 1, 0)] += 1
     bins = []
     for i, low in enumerate(edges):
         high = edges[i + 1] if i + 1 < len(edges) else None

@@ -31,11 +31,7 @@ def agent_day_report_list(*, agent: Agent | None = None) -> QuerySet[AgentDayRep
 
 def agent_day_report_get(*, agent: Agent, day: dt.date) -> AgentDayReport | None:
     """The report of ``agent`` for ``day``, or ``None`` when nobody asked for it yet."""
-    return (
-        AgentDayReport.objects.select_related("agent", "requested_by")
-        .filter(agent=agent, day=day)
-        .first()
-    )
+    return agent_day_report_list(agent=agent).filter(day=day).first()
 
 
 def agent_day_report_file(*, report: AgentDayReport, fmt: ReportFormat) -> Path | None:

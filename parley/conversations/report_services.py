@@ -16,8 +16,6 @@ import csv
 import datetime as dt
 import io
 import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,12 @@ from parley.conversations.models import (
     JobStatus,
 )
 from parley.conversations.redaction import redact_value
-from parley.conversations.reports import atomic_write_text, conversation_transcript_lines
+from parley.conversations.reports import (
+    atomic_open,
+    atomic_write_text,
+    conversation_transcript_lines,
+    transcript_jsonl,
+)
 from parley.conversations.services import access_record
 from parley.platform.errors import ApplicationError
 
@@ -156,10 +159,7 @@ def agent_day_report_generate(*, report_id: int) -> AgentDayReport:
     report.json_path = str(json_path)
     report.csv_path = str(csv_path)
     report.generated_at = timezone.now()
-    report.error = ""
-    report.save(
-        update_fields=["status", "figures", "json_path", "csv_path", "generated_at", "error"]
-    )
+    report.save(update_fields=["status", "figures", "json_path", "csv_path", "generated_at"])
     return report
 
 
@@ -276,36 +276,30 @@ def conversation_export_build(*, export_id: uuid.UUID | str) -> ConversationExpo
         finished_at=None,
     )
     final = conversation_export_path(export_id=export.pk)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{export.pk}.", suffix=".jsonl.part")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with atomic_open(final, fsync=True) as handle:
             done = 0
             for start in range(0, len(ids), EXPORT_BATCH):
                 chunk = ids[start : start + EXPORT_BATCH]
-                rows = Conversation.objects.select_related(
-                    "agent__scenario", "prompt_version"
-                ).in_bulk(chunk)
+                rows = (
+                    Conversation.objects.select_related("agent__scenario", "prompt_version")
+                    .prefetch_related("events", "tool_calls")
+                    .in_bulk(chunk)
+                )
                 for conversation_id in chunk:
                     conversation = rows.get(conversation_id)
                     if conversation is not None:  # else deleted since the build started
-                        for line in conversation_transcript_lines(conversation):
-                            handle.write(
-                                json.dumps(redact_value(line) if export.redact else line) + "\n"
-                            )
+                        lines = conversation_transcript_lines(conversation)
+                        handle.write(
+                            transcript_jsonl(redact_value(lines) if export.redact else lines)
+                        )
                     done += 1
                     if done % EXPORT_PROGRESS_EVERY == 0 and done < len(ids):
                         ConversationExport.objects.filter(pk=export.pk).update(done=done)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, Exception):
-            ConversationExport.objects.filter(pk=export.pk).update(
-                status=JobStatus.FAILED, error=_error_text(exc)
-            )
+    except Exception as exc:
+        ConversationExport.objects.filter(pk=export.pk).update(
+            status=JobStatus.FAILED, error=_error_text(exc)
+        )
         raise
     ConversationExport.objects.filter(pk=export.pk).update(
         status=JobStatus.DONE,

@@ -6,23 +6,20 @@ never seen by a reader.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import jsonschema
 from django.conf import settings
 
-from parley.agents.voice.metrics import (
-    CLIENT_LATENCY_COMPONENTS,
-    LATENCY_COMPONENTS,
-    latency_summary,
-)
+from parley.agents.voice.metrics import TURN_LATENCY_COMPONENTS, latency_summary
 from parley.conversations.models import Conversation
-from parley.tools.models import ToolCall
 
 TRANSCRIPT_FORMAT = "parley-transcript/v1"
 LATENCY_FORMAT = "parley-latency/v1"
@@ -40,7 +37,7 @@ def transcript_line_validator() -> jsonschema.protocols.Validator:
 
 
 def conversation_latency_report(conversation: Conversation) -> dict[str, Any]:
-    components = (*LATENCY_COMPONENTS, *CLIENT_LATENCY_COMPONENTS)
+    components = TURN_LATENCY_COMPONENTS
     turns = list(conversation.turns.order_by("index").values("index", "status", *components))
     return {
         "format": LATENCY_FORMAT,
@@ -55,7 +52,9 @@ def conversation_latency_report(conversation: Conversation) -> dict[str, Any]:
 def conversation_transcript_lines(conversation: Conversation) -> list[dict[str, Any]]:
     """One JSON object per event, in order; tool calls carry their recorded rows."""
     started = conversation.started_at
-    tool_rows = {tc.call_id: tc for tc in ToolCall.objects.filter(conversation=conversation)}
+    # Related managers (not fresh querysets), so a caller's prefetch_related("events",
+    # "tool_calls") is used; the models' default orderings keep events in seq order.
+    tool_rows = {tc.call_id: tc for tc in conversation.tool_calls.all()}
     lines: list[dict[str, Any]] = [
         {
             "type": "call.meta",
@@ -72,7 +71,7 @@ def conversation_transcript_lines(conversation: Conversation) -> list[dict[str, 
             "status": conversation.status,
         }
     ]
-    for event in conversation.events.order_by("seq"):
+    for event in conversation.events.all():
         line = {
             "seq": event.seq,
             "type": event.type,
@@ -95,8 +94,12 @@ def conversation_transcript_jsonl(conversation: Conversation) -> bytes:
     path = Path(conversation.transcript_path) if conversation.transcript_path else None
     if path is not None and path.is_file():
         return path.read_bytes()
-    lines = conversation_transcript_lines(conversation)
-    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+    return transcript_jsonl(conversation_transcript_lines(conversation)).encode()
+
+
+def transcript_jsonl(lines: Iterable[dict[str, Any]]) -> str:
+    """Transcript lines as JSONL text: one JSON object per line, each ending in a newline."""
+    return "".join(json.dumps(line) + "\n" for line in lines)
 
 
 def conversation_reports_dir(conversation: Conversation) -> Path:
@@ -104,16 +107,29 @@ def conversation_reports_dir(conversation: Conversation) -> Path:
     return Path(settings.PARLEY_REPORTS_DIR) / conversation.agent.slug / day / str(conversation.id)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_open(path: Path, *, fsync: bool = False) -> Iterator[TextIO]:
+    """Write ``path`` through a temporary file in its folder, renamed into place when the
+    block ends; on any exception the temporary file is removed and ``path`` is untouched, so
+    a reader never sees a half-written file. ``fsync``: flush to disk before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            yield handle
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_open`)."""
+    with atomic_open(path) as handle:
+        handle.write(text)
 
 
 def _ms(value: float) -> dt.timedelta:

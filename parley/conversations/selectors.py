@@ -100,19 +100,29 @@ def _search(qs: QuerySet[Conversation], text: str) -> QuerySet[Conversation]:
     return qs.filter(transcript_text__icontains=text)
 
 
+def conversation_get(*, conversation_id: Any) -> Conversation | None:
+    """One conversation with its agent, scenario and prompt version, or ``None``."""
+    return (
+        Conversation.objects.select_related("agent__scenario", "prompt_version")
+        .filter(id=conversation_id)
+        .first()
+    )
+
+
 @dataclass(frozen=True)
 class ConversationTimeline:
     """One conversation as the detail page and the API show it.
 
     ``turns``: its turns in order, each with ``tool_calls_list`` (its ToolCall rows, in order)
-    and ``events_list`` (its errors, tool events and routing); ``recording``: the Recording row
-    or ``None``.
+    and ``events_list`` (its events of :data:`TIMELINE_EVENT_TYPES`); ``recording``: the
+    Recording row or ``None``.
     """
 
     conversation: Conversation
     turns: list[Turn]
     recording: Recording | None
-    errors: list[CallEvent]
+
+    errors: list[CallEvent]  # every error event of the call, turn or not, in order
 
 
 #: Events of a turn the timeline shows besides its text (errors, fallbacks, notices).

@@ -19,7 +19,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from parley.agents.models import Agent, PromptVersion
-from parley.agents.voice.metrics import CLIENT_LATENCY_COMPONENTS, LATENCY_COMPONENTS
+from parley.agents.voice.metrics import TURN_LATENCY_COMPONENTS
 from parley.conversations.models import AccessLog, CallEvent, Conversation, Recording, Turn
 from parley.tools.models import Environment
 
@@ -89,8 +89,7 @@ def _turn_apply(
     if kind == "transcript.final":
         updates = {"user_text": data.get("text", ""), "status": Turn.Status.RESPONDING}
     elif kind == "turn.metrics":
-        names = (*LATENCY_COMPONENTS, *CLIENT_LATENCY_COMPONENTS)
-        updates = {name: data[name] for name in names if name in data}
+        updates = {name: data[name] for name in TURN_LATENCY_COMPONENTS if name in data}
     elif kind == "playback.started":  # the widget's report; may come after turn.ended
         updates = {
             "ear_ttfa_ms": data.get("ear_ttfa_ms"),
@@ -236,9 +235,11 @@ def recordings_expire(*, now: dt.datetime | None = None) -> int:
     """Delete the files of recordings past ``expires_at``; keep their rows with
     ``deleted_at``. Returns how many were deleted. A file already gone counts as deleted."""
     now = now or timezone.now()
-    deleted = 0
-    for recording in Recording.objects.filter(expires_at__lte=now, deleted_at__isnull=True):
-        Path(recording.path).unlink(missing_ok=True)
-        Recording.objects.filter(pk=recording.pk).update(deleted_at=now)
-        deleted += 1
-    return deleted
+    expired = list(
+        Recording.objects.filter(expires_at__lte=now, deleted_at__isnull=True).values_list(
+            "pk", "path"
+        )
+    )
+    for _, path in expired:
+        Path(path).unlink(missing_ok=True)
+    return Recording.objects.filter(pk__in=[pk for pk, _ in expired]).update(deleted_at=now)

@@ -16,6 +16,7 @@ from parley.conversations.reports import (
     conversation_latency_report,
     conversation_reports_dir,
     conversation_transcript_lines,
+    transcript_jsonl,
 )
 
 
@@ -36,7 +37,7 @@ def conversation_reports_write(self, conversation_id: str) -> dict[str, str]:
     transcript = folder / "transcript.jsonl"
     latency = folder / "latency.json"
     lines = conversation_transcript_lines(conversation)
-    atomic_write_text(transcript, "".join(json.dumps(line) + "\n" for line in lines))
+    atomic_write_text(transcript, transcript_jsonl(lines))
     report = conversation_latency_report(conversation)
     atomic_write_text(latency, json.dumps(report, indent=2) + "\n")
     with transaction.atomic():

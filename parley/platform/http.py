@@ -85,6 +85,14 @@ def _read(path: Path, offset: int, length: int) -> Iterator[bytes]:
             yield chunk
 
 
+def download_starts(request: HttpRequest) -> bool:
+    """Whether this request starts a download or a playback (no ``Range``, or one from byte
+    0), so it is audited; players and download managers fetch the rest in further ranges,
+    which are not."""
+    range_header = request.headers.get("Range", "")
+    return not range_header or range_header.replace(" ", "").startswith("bytes=0-")
+
+
 def client_address(request: HttpRequest) -> str:
     """The client's address: ``PARLEY_CLIENT_ADDRESS_HEADER``'s first entry behind a trusted
     proxy, else ``REMOTE_ADDR``."""

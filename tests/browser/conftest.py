@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 from parley.agents.voice.audio import load_wav_resampled
+from parley.testing.simulators import free_port
 from tests.conftest import SPEECH
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,12 +52,6 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.browser
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

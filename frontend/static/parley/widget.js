@@ -25,9 +25,6 @@
     return;
   }
 
-  const CAPTURE_RATE_HZ = 16000; // caller → server (docs/protocol.md)
-  const PLAYBACK_RATE_HZ = 24000; // server → caller
-  const FRAME_SAMPLES = 320; // 20 ms at 16 kHz
   const PING_INTERVAL_MS = 2000;
   const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
   const FATAL_CLOSE_CODES = new Set([4401, 4403, 4404]);

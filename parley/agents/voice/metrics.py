@@ -20,6 +20,9 @@ LATENCY_COMPONENTS = (
 #: TTFA at the caller's ear, its playout delay and the WebSocket round trip.
 CLIENT_LATENCY_COMPONENTS = ("ear_ttfa_ms", "playout_delay_ms", "network_rtt_ms")
 
+#: Every per-turn latency a Turn row keeps (ms): the server's, then the client's.
+TURN_LATENCY_COMPONENTS = (*LATENCY_COMPONENTS, *CLIENT_LATENCY_COMPONENTS)
+
 
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0–100), linear interpolation between closest ranks (numpy's

@@ -98,8 +98,6 @@ class CallRecorder:
             self.path.with_name(self.path.name + ".agent.raw"),
             StreamResampler(agent_rate_hz, sample_rate_hz),
         )
-        self._agent_rate_hz = agent_rate_hz
-        self._caller_rate_hz = caller_rate_hz
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self._failed: BaseException | None = None
@@ -113,7 +111,7 @@ class CallRecorder:
         ch = self._caller
         n_in = len(pcm16) // BYTES_PER_SAMPLE
         start = int((at_ms / 1000) * self.sample_rate_hz) - n_in * self.sample_rate_hz // (
-            self._caller_rate_hz
+            ch.resampler.from_hz
         )
         if start - ch.cursor > self.gap_samples:
             self._run_end(ch)
@@ -166,16 +164,20 @@ class CallRecorder:
                 await self._writer
         self._run_end(self._caller)
         self._run_end(self._agent)
+        return await asyncio.to_thread(self._finish)
+
+    def _finish(self) -> RecordingResult | None:
+        """Flush, assemble and clean up, in one worker thread (see :meth:`aclose`)."""
         try:
-            await asyncio.to_thread(self._flush)
+            self._flush()
             if self._failed is not None:
                 raise self._failed
-            return await asyncio.to_thread(self._assemble)
+            return self._assemble()
         except OSError:
             logger.exception("could not write the recording %s", self.path)
             return None
         finally:
-            await asyncio.to_thread(self._remove_raw)
+            self._remove_raw()
 
     async def _write_loop(self) -> None:
         while True:

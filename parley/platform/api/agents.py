@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from parley.agents.models import Agent, PromptVersion, Scenario
+from parley.agents.selectors import prompt_active
 from parley.agents.services import agent_publish, agent_save, prompt_change, prompt_rollback
 from parley.platform.api.errors import BAD_REQUEST, NOT_FOUND
 from parley.platform.api.pagination import Pagination, paginated_response
@@ -49,7 +50,7 @@ def _agent_or_404(slug: str) -> Agent:
 def _active_prompt(agent: Agent) -> PromptVersion | None:
     loaded = getattr(agent, "active_prompts", None)  # set by selectors.agent_list
     if loaded is None:
-        return agent.prompts.filter(active=True).first()
+        return prompt_active(agent=agent)
     return loaded[0] if loaded else None
 
 
@@ -312,7 +313,7 @@ class AgentPublishApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         agent_publish(agent=agent, published=serializer.validated_data["published"])
-        return Response(AgentDetailApi.OutputSerializer(_agent_or_404(slug)).data)
+        return Response(AgentDetailApi.OutputSerializer(agent).data)  # updated in place
 
 
 # Prompts ----------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ def api_access_record(
     action: str,
     *,
     conversation_id: uuid.UUID | str | None = None,
-    export_id: uuid.UUID | str | None = None,
     **detail: Any,
 ) -> AccessLog:
     """One ``AccessLog`` row: the request's user did ``action`` (an ``AccessLog.Action``)
@@ -27,7 +26,6 @@ def api_access_record(
         action=action,
         channel=AccessLog.Channel.API,
         conversation_id=conversation_id,
-        export_id=export_id,
         address=client_address(request),  # type: ignore[arg-type]
         detail=detail,
     )

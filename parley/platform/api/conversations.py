@@ -22,30 +22,28 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from parley.agents.models import Agent, Scenario
-from parley.agents.voice.metrics import CLIENT_LATENCY_COMPONENTS, LATENCY_COMPONENTS
+from parley.agents.voice.metrics import TURN_LATENCY_COMPONENTS
 from parley.conversations.models import AccessLog, CallEvent, Conversation, Recording, Turn
 from parley.conversations.reports import conversation_transcript_jsonl
 from parley.conversations.selectors import (
     OUTCOMES,
     ConversationFilters,
     ConversationTimeline,
+    conversation_get,
     conversation_search,
     conversation_timeline,
 )
 from parley.platform.api.audit import api_access_record
-from parley.platform.api.downloads import FileApiMixin, download_starts
+from parley.platform.api.downloads import FileApiMixin
 from parley.platform.api.errors import BAD_REQUEST, NOT_FOUND
 from parley.platform.api.fields import InstantField
 from parley.platform.api.pagination import Pagination, paginated_response
 from parley.platform.api.permissions import ReadRole
 from parley.platform.api.selectors import tool_call_list
-from parley.platform.http import ranged_file_response
+from parley.platform.http import download_starts, ranged_file_response
 from parley.tools.models import ToolCall
 
 TAGS = ["conversations"]
-
-#: Per-turn latencies (ms), as the Turn model documents them: the server's, then the widget's.
-TURN_LATENCY_FIELDS = (*LATENCY_COMPONENTS, *CLIENT_LATENCY_COMPONENTS)
 
 
 def _timeline_or_404(conversation_id: Any) -> ConversationTimeline:
@@ -56,11 +54,7 @@ def _timeline_or_404(conversation_id: Any) -> ConversationTimeline:
 
 
 def _conversation_or_404(conversation_id: Any) -> Conversation:
-    conversation = (
-        Conversation.objects.select_related("agent__scenario", "prompt_version")
-        .filter(id=conversation_id)
-        .first()
-    )
+    conversation = conversation_get(conversation_id=conversation_id)
     if conversation is None:
         raise NotFound("no such conversation")
     return conversation
@@ -113,7 +107,7 @@ class TurnSerializer(serializers.ModelSerializer):
             "spoken_text",
             "user_speech_ms",
             "agent_audio_ms",
-            *TURN_LATENCY_FIELDS,
+            *TURN_LATENCY_COMPONENTS,
             "llm_steps",
             "routing",
             "error",
@@ -413,7 +407,7 @@ class ConversationRecordingApi(FileApiMixin, APIView):
     )
     def get(self, request: Request, conversation_id: Any) -> HttpResponseBase:
         conversation = _conversation_or_404(conversation_id)
-        recording = Recording.objects.filter(conversation=conversation).first()
+        recording = getattr(conversation, "recording", None)
         if recording is None or not recording.available or not Path(recording.path).is_file():
             raise NotFound("this call has no recording (not recorded, or deleted by retention)")
         if download_starts(request):

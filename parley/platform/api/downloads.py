@@ -14,10 +14,3 @@ class FileApiMixin:
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         return super().perform_content_negotiation(request, force=True)  # type: ignore[misc]
-
-
-def download_starts(request: Request) -> bool:
-    """Whether this request starts a download (no ``Range``, or one from byte 0): audit it.
-    Players and download managers fetch the rest in further ranges, which are not."""
-    range_header = request.headers.get("Range", "")
-    return not range_header or range_header.replace(" ", "").startswith("bytes=0-")

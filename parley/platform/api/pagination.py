@@ -28,11 +28,11 @@ def paginated_response(
     view: APIView,
     items: QuerySet[Any] | Sequence[Any],
     serializer_class: type[serializers.BaseSerializer],
-    pagination_class: type[LimitOffsetPagination] = Pagination,
 ) -> Response:
     """One page of ``items`` (a queryset is sliced in the database, plus one ``COUNT``)
-    serialized with ``serializer_class``."""
-    paginator = pagination_class()
+    serialized with ``serializer_class``, paginated by the view's ``pagination_class`` (the
+    same class the OpenAPI schema describes)."""
+    paginator = view.pagination_class()  # type: ignore[attr-defined]
     page = paginator.paginate_queryset(items, request, view=view)  # type: ignore[arg-type]
     data = serializer_class(page, many=True, context={"request": request}).data
     return paginator.get_paginated_response(data)

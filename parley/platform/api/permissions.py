@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from parley.platform.dashboard.roles import role_allows, role_of
+from parley.platform.dashboard.roles import level_for, role_allows, role_of
 
 NO_ROLE = (
     "Your account has no Parley role. Ask an administrator to give you the admin or analyst "
@@ -51,22 +51,16 @@ class _RoleLevel(BasePermission):
         if role is None:
             self.message = NO_ROLE
             return False
-        if not role_allows(role, self._level_for(request)):
+        if not role_allows(role, level_for(self.level, request.method)):
             self.message = ADMINS_ONLY
             return False
         return True
-
-    def _level_for(self, request: Request) -> str:
-        return self.level
 
 
 class ReadRole(_RoleLevel):
     """Any role may read; changing anything (an unsafe method) needs the admin role."""
 
     level = "read"
-
-    def _level_for(self, request: Request) -> str:
-        return "read" if request.method in SAFE_METHODS else "configure"
 
 
 class AnalyzeRole(_RoleLevel):

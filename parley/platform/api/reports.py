@@ -32,13 +32,13 @@ from parley.conversations.report_services import (
     conversation_export_download_record,
     conversation_export_request,
 )
-from parley.platform.api.downloads import FileApiMixin, download_starts
+from parley.platform.api.downloads import FileApiMixin
 from parley.platform.api.errors import BAD_REQUEST, NOT_FOUND, ApiErrorSerializer
 from parley.platform.api.fields import InstantField
 from parley.platform.api.pagination import Pagination, paginated_response
 from parley.platform.api.permissions import AnalyzeRole, ReadRole, request_role
 from parley.platform.api.selectors import report_get, report_list
-from parley.platform.http import client_address, ranged_file_response
+from parley.platform.http import client_address, download_starts, ranged_file_response
 
 TAG_REPORTS = ["reports"]
 TAG_EXPORTS = ["exports"]

@@ -78,6 +78,4 @@ def report_list(
 
 
 def report_get(*, report_id: int) -> AgentDayReport | None:
-    return (
-        AgentDayReport.objects.select_related("agent", "requested_by").filter(pk=report_id).first()
-    )
+    return agent_day_report_list().filter(pk=report_id).first()

@@ -10,6 +10,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 
 from parley.agents.models import Agent, Scenario
 from parley.agents.selectors import prompt_active
+from parley.conversations.analytics import day_window
+from parley.conversations.selectors import OUTCOMES, ConversationFilters
 from parley.platform.fleet.models import ModelPool
 from parley.tools.models import ToolSchema
 
@@ -318,8 +320,6 @@ class ConversationFilterForm(forms.Form):
         scenarios: list[Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        from parley.conversations.selectors import OUTCOMES
-
         super().__init__(*args, **kwargs)
         self.fields["agent"].choices = [("", "All agents")] + [
             (a.slug, a.name) for a in agents or []
@@ -336,24 +336,15 @@ class ConversationFilterForm(forms.Form):
             self.add_error("until", "The end of the range must not be before its start.")
         return data
 
-    def filters(self) -> Any:
+    def filters(self) -> ConversationFilters:
         """The valid form as :class:`~parley.conversations.selectors.ConversationFilters`."""
-        import datetime as dt
-
-        from parley.conversations.selectors import ConversationFilters
-
         data = self.cleaned_data
-
-        def day_start(day: dt.date | None, *, plus: int = 0) -> dt.datetime | None:
-            if day is None:
-                return None
-            return dt.datetime.combine(day + dt.timedelta(days=plus), dt.time(), tzinfo=dt.UTC)
-
+        since, until = data.get("since"), data.get("until")
         return ConversationFilters(
             agent=data.get("agent") or None,
             scenario=data.get("scenario") or None,
-            since=day_start(data.get("since")),
-            until=day_start(data.get("until"), plus=1),
+            since=day_window(since)[0] if since else None,
+            until=day_window(until)[1] if until else None,
             outcome=data.get("outcome") or None,
             tool_errors=bool(data.get("tool_errors")),
             ttfa_above_ms=data.get("ttfa_above_ms"),

@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 
 from parley.agents.models import Agent
+from parley.conversations.analytics import day_window
 
 
 class DateInput(forms.DateInput):
@@ -65,8 +66,4 @@ class ExportForm(_AgentChoices, forms.Form):
 
     def range(self) -> tuple[dt.datetime, dt.datetime]:
         """The valid form's days as ``[since 00:00 UTC, the day after until 00:00 UTC)``."""
-        since: dt.date = self.cleaned_data["since"]
-        until: dt.date = self.cleaned_data["until"]
-        start = dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC)
-        end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
-        return start, end
+        return day_window(self.cleaned_data["since"])[0], day_window(self.cleaned_data["until"])[1]

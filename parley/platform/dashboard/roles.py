@@ -95,11 +95,7 @@ def role_required(level: str) -> Callable[[Callable[..., HttpResponse]], Callabl
                     reason="Your account has no dashboard role. Ask an administrator to give "
                     "you the admin or analyst role.",
                 )
-            if level not in _LEVELS[role] or (
-                level == "read"
-                and request.method not in _SAFE_METHODS
-                and "configure" not in _LEVELS[role]
-            ):
+            if not role_allows(role, level_for(level, request.method)):
                 return forbidden(
                     request,
                     reason="Analysts can read agents and conversations but not change them. "
@@ -112,6 +108,12 @@ def role_required(level: str) -> Callable[[Callable[..., HttpResponse]], Callabl
         return guarded
 
     return decorate
+
+
+def level_for(level: str, method: str | None) -> str:
+    """The level a request needs: a ``read`` view asked with an unsafe method (POST, ...)
+    needs ``configure``; otherwise the view's own level. Shared with the API's permissions."""
+    return "configure" if level == "read" and method not in _SAFE_METHODS else level
 
 
 def role_allows(role: str | None, level: str) -> bool:

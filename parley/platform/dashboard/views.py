@@ -6,11 +6,11 @@ views serve admins and analysts, ``configure`` views (and every POST) admins onl
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.templatetags.static import static
 from django.views.decorators.http import require_POST
 
@@ -20,21 +20,15 @@ from parley.agents.models import Agent, PromptVersion, Scenario
 from parley.agents.services import agent_publish, agent_save, prompt_rollback
 from parley.platform.dashboard.diff import prompt_diff
 from parley.platform.dashboard.forms import AgentForm
-from parley.platform.dashboard.roles import ADMIN, role_required
+from parley.platform.dashboard.pages import not_found_page, render_page
+from parley.platform.dashboard.roles import role_required
 from parley.platform.dashboard.selectors import agents_overview
 from parley.platform.errors import ApplicationError
 from parley.platform.fleet.models import ModelPool
 
-
-def _render(
-    request: HttpRequest, template: str, context: dict[str, Any], *, section: str = "agents"
-) -> HttpResponse:
-    role = getattr(request, "dashboard_role", None)
-    return render(
-        request,
-        f"dashboard/{template}",
-        {"role": role, "can_configure": role == ADMIN, "section": section, **context},
-    )
+#: This module's pages sit under "Agents" in the sidebar.
+_page = functools.partial(render_page, section="agents")
+_not_found = functools.partial(not_found_page, section="agents")
 
 
 def _agent(slug: str) -> Agent:
@@ -60,7 +54,7 @@ def page_origin(request: HttpRequest) -> str:
 
 @role_required("read")
 def agent_list(request: HttpRequest) -> HttpResponse:
-    return _render(request, "agent_list.html", {"overview": agents_overview()})
+    return _page(request, "agent_list.html", {"overview": agents_overview()})
 
 
 @role_required("configure")
@@ -101,7 +95,7 @@ def _agent_form(request: HttpRequest, *, agent: Agent | None) -> HttpResponse:
             else:
                 messages.success(request, "Saved. The prompt is unchanged.")
             return redirect("dashboard:agent-detail", slug=saved.slug)
-    return _render(
+    return _page(
         request,
         "agent_form.html",
         {
@@ -137,7 +131,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
         version.previous = previous.version if previous else None  # type: ignore[attr-defined]
         previous = version
     active = next((v for v in versions if v.active), None)
-    return _render(
+    return _page(
         request,
         "agent_detail.html",
         {
@@ -186,17 +180,11 @@ def prompt_diff_view(request: HttpRequest, slug: str, version: int) -> HttpRespo
     else:
         old = next((v for v in versions if v.version < version), None)
     diff = prompt_diff(old.text if old else "", new.text)
-    return _render(
+    return _page(
         request,
         "prompt_diff.html",
         {"agent": agent, "new": new, "old": old, "diff": diff, "versions": versions},
     )
-
-
-def _not_found(request: HttpRequest, message: str) -> HttpResponse:
-    response = _render(request, "not_found.html", {"message": message})
-    response.status_code = 404
-    return response
 
 
 @role_required("configure")
@@ -219,7 +207,7 @@ def prompt_rollback_view(request: HttpRequest, slug: str, version: int) -> HttpR
 
 @role_required("configure")
 def agent_call(request: HttpRequest, slug: str) -> HttpResponse:
-    return _render(request, "agent_call.html", {"agent": _agent(slug)})
+    return _page(request, "agent_call.html", {"agent": _agent(slug)})
 
 
 @role_required("configure")

@@ -4,6 +4,7 @@ audit log (``AccessLog``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -11,42 +12,34 @@ from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
 
 from parley.agents.models import Agent, Scenario
-from parley.conversations.models import AccessLog, Conversation
+from parley.conversations.models import AccessLog, Conversation, Recording
 from parley.conversations.reports import conversation_latency_report, conversation_transcript_jsonl
 from parley.conversations.selectors import (
     ConversationTimeline,
+    conversation_get,
     conversation_search,
     conversation_timeline,
 )
 from parley.conversations.services import access_record
 from parley.platform.dashboard.forms import ConversationFilterForm
-from parley.platform.dashboard.roles import ADMIN, role_required
-from parley.platform.http import client_address, ranged_file_response
+from parley.platform.dashboard.pages import LATENCY_LABELS, render_page
+from parley.platform.dashboard.roles import role_required
+from parley.platform.http import client_address, download_starts, ranged_file_response
 
 CONVERSATIONS_PER_PAGE = 50
 
-#: Per-turn latency bars of the timeline: (Turn field, label, what it measures).
-LATENCY_BARS = (
-    ("endpointing_ms", "Endpointing", "end of speech → end of turn decided"),
-    ("stt_final_ms", "STT final", "end of speech → final transcript"),
-    ("llm_ttft_ms", "LLM TTFT", "LLM request → first token"),
-    ("first_chunk_ms", "First chunk", "LLM request → first sentence ready for TTS"),
-    ("tts_ttfb_ms", "TTS TTFB", "TTS request → first audio bytes"),
-    ("ttfa_ms", "TTFA", "end of speech → first agent audio sent"),
-    ("ear_ttfa_ms", "TTFA at ear", "TTFA + network round trip + playout (widget)"),
+#: Per-turn latency bars of the timeline: (Turn field, label, what it measures); the widget's
+#: playout delay and round trip are parts of "TTFA at ear", not bars of their own.
+LATENCY_BARS = tuple(
+    (name, *LATENCY_LABELS[name])
+    for name in LATENCY_LABELS
+    if name not in ("playout_delay_ms", "network_rtt_ms")
 )
 
-
-def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
-    role = getattr(request, "dashboard_role", None)
-    return render(
-        request,
-        f"dashboard/{template}",
-        {"role": role, "can_configure": role == ADMIN, "section": "conversations", **context},
-    )
+#: This module's pages sit under "Conversations" in the sidebar.
+_page = functools.partial(render_page, section="conversations")
 
 
 def _audit(request: HttpRequest, action: str, conversation: Conversation, **detail: Any) -> None:
@@ -61,12 +54,10 @@ def _audit(request: HttpRequest, action: str, conversation: Conversation, **deta
 
 
 def _conversation(conversation_id: Any) -> Conversation:
-    try:
-        return Conversation.objects.select_related("agent__scenario", "prompt_version").get(
-            id=conversation_id
-        )
-    except Conversation.DoesNotExist as exc:
-        raise Http404("no such conversation") from exc
+    conversation = conversation_get(conversation_id=conversation_id)
+    if conversation is None:
+        raise Http404("no such conversation")
+    return conversation
 
 
 @role_required("read")
@@ -83,7 +74,7 @@ def conversation_list_view(request: HttpRequest) -> HttpResponse:
             request.GET.get("page")
         )
     query = {k: v for k, v in request.GET.items() if k != "page" and v}
-    return _render(
+    return _page(
         request,
         "conversation_list.html",
         {
@@ -105,14 +96,15 @@ def conversation_detail(request: HttpRequest, conversation_id: Any) -> HttpRespo
     except Conversation.DoesNotExist as exc:
         raise Http404("no such conversation") from exc
     _audit(request, AccessLog.Action.VIEW, timeline.conversation)
-    return _render(
+    rows = _turn_rows(timeline)
+    return _page(
         request,
         "conversation_detail.html",
         {
             "timeline": timeline,
             "conversation": timeline.conversation,
-            "turns": _turn_rows(timeline),
-            "markers": _markers(timeline),
+            "turns": rows,
+            "markers": _markers(rows, recording=timeline.recording),
             "latency_bars": LATENCY_BARS,
         },
     )
@@ -132,16 +124,19 @@ def _turn_rows(timeline: ConversationTimeline) -> list[dict[str, Any]]:
         cut_off = ""
         if turn.status == "interrupted" and turn.agent_text.startswith(turn.spoken_text):
             cut_off = turn.agent_text[len(turn.spoken_text) :].strip()
+        values = (
+            (name, label, help_text, getattr(turn, name)) for name, label, help_text in LATENCY_BARS
+        )
         bars = [
             {
                 "name": name,
                 "label": label,
                 "help": help_text,
-                "value": getattr(turn, name),
-                "percent": round(100 * getattr(turn, name) / scale, 1),
+                "value": value,
+                "percent": round(100 * value / scale, 1),
             }
-            for name, label, help_text in LATENCY_BARS
-            if getattr(turn, name) is not None
+            for name, label, help_text, value in values
+            if value is not None
         ]
         rows.append(
             {
@@ -159,25 +154,21 @@ def _turn_rows(timeline: ConversationTimeline) -> list[dict[str, Any]]:
     return rows
 
 
-def _markers(timeline: ConversationTimeline) -> list[dict[str, Any]]:
-    """Turn markers on the recording: start offset (ms) and a label per turn."""
-    if timeline.recording is None or not timeline.recording.duration_ms:
+def _markers(rows: list[dict[str, Any]], *, recording: Recording | None) -> list[dict[str, Any]]:
+    """Turn markers on the recording (from :func:`_turn_rows`): offset (ms) and a label."""
+    if recording is None or not recording.duration_ms:
         return []
-    duration = timeline.recording.duration_ms
-    started = timeline.conversation.started_at
-    markers = []
-    for turn in timeline.turns:
-        at_ms = max((turn.started_at - started).total_seconds() * 1000, 0.0)
-        if at_ms <= duration:
-            markers.append(
-                {
-                    "index": turn.index,
-                    "at_ms": round(at_ms),
-                    "percent": round(100 * at_ms / duration, 2),
-                    "label": "Greeting" if turn.index == 0 else f"Turn {turn.index}",
-                }
-            )
-    return markers
+    duration = recording.duration_ms
+    return [
+        {
+            "index": row["turn"].index,
+            "at_ms": round(row["offset_ms"]),
+            "percent": round(100 * row["offset_ms"] / duration, 2),
+            "label": "Greeting" if row["turn"].index == 0 else f"Turn {row['turn'].index}",
+        }
+        for row in rows
+        if row["offset_ms"] <= duration
+    ]
 
 
 def _pretty(parsed: Any, raw: str) -> str:
@@ -195,8 +186,7 @@ def conversation_recording(request: HttpRequest, conversation_id: Any) -> HttpRe
     if recording is None or not recording.available or not Path(recording.path).is_file():
         raise Http404("this call has no recording (not recorded, or deleted by retention)")
     download = request.GET.get("download") == "1"
-    range_header = request.headers.get("Range", "")
-    if not range_header or range_header.replace(" ", "").startswith("bytes=0-"):
+    if download_starts(request):
         _audit(request, AccessLog.Action.RECORDING, conversation, download=download)
     return ranged_file_response(
         request,

@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -37,56 +37,17 @@ from parley.conversations.report_services import (
     utc_today,
 )
 from parley.platform.dashboard.forms_reports import ExportForm, ReportGenerateForm
-from parley.platform.dashboard.roles import ADMIN, role_allows, role_required
+from parley.platform.dashboard.pages import LATENCY_LABELS, not_found_page, render_page
+from parley.platform.dashboard.roles import role_required
 from parley.platform.errors import ApplicationError
 from parley.platform.http import client_address
 
 REPORTS_PER_PAGE = 50
 
-#: How the report page names each latency component, and what it measures.
-COMPONENT_LABELS = {
-    "endpointing_ms": ("Endpointing", "end of speech → end of turn decided"),
-    "stt_final_ms": ("STT final", "end of speech → final transcript"),
-    "llm_ttft_ms": ("LLM TTFT", "LLM request → first token"),
-    "first_chunk_ms": ("First chunk", "LLM request → first sentence ready for TTS"),
-    "tts_ttfb_ms": ("TTS TTFB", "TTS request → first audio bytes"),
-    "ttfa_ms": ("TTFA", "end of speech → first agent audio sent"),
-    "ear_ttfa_ms": ("TTFA at ear", "TTFA + network round trip + playout (widget)"),
-    "playout_delay_ms": ("Playout delay", "first agent audio received → played (widget)"),
-    "network_rtt_ms": ("Network RTT", "WebSocket round trip (widget)"),
-}
-
 #: Geometry of the TTFA bar chart (SVG user units, rendered at this size).
 CHART_WIDTH = 720
 CHART_HEIGHT = 240
 _CHART_LEFT, _CHART_RIGHT, _CHART_TOP, _CHART_BOTTOM = 40, 8, 22, 40
-
-
-def _render(
-    request: HttpRequest,
-    template: str,
-    context: dict[str, Any],
-    *,
-    section: str,
-    status: int = 200,
-) -> HttpResponse:
-    role = getattr(request, "dashboard_role", None)
-    return render(
-        request,
-        f"dashboard/{template}",
-        {
-            "role": role,
-            "can_configure": role == ADMIN,
-            "can_analyze": role_allows(role, "analyze"),
-            "section": section,
-            **context,
-        },
-        status=status,
-    )
-
-
-def _not_found(request: HttpRequest, message: str, *, section: str) -> HttpResponse:
-    return _render(request, "not_found.html", {"message": message}, section=section, status=404)
 
 
 def _day(text: str) -> dt.date | None:
@@ -115,7 +76,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
         }
     )
     form.agents_show(agents)
-    return _render(
+    return render_page(
         request,
         "reports_list.html",
         {"agents": agents, "agent": agent, "page": page, "form": form, "today": utc_today()},
@@ -130,7 +91,7 @@ def report_detail(request: HttpRequest, slug: str, day: str) -> HttpResponse:
     agent = Agent.objects.filter(slug=slug).first()
     report_day = _day(day)
     if agent is None or report_day is None:
-        return _not_found(request, "No such agent or day.", section="reports")
+        return not_found_page(request, "No such agent or day.", section="reports")
     report = agent_day_report_get(agent=agent, day=report_day)
     figures = report.figures if report and report.status == JobStatus.DONE else None
     context: dict[str, Any] = {
@@ -144,14 +105,14 @@ def report_detail(request: HttpRequest, slug: str, day: str) -> HttpResponse:
     if figures:
         context["latency_rows"] = _latency_rows(figures)
         context["chart"] = ttfa_chart(figures["ttfa_histogram"]["bins"])
-    return _render(request, "reports_detail.html", context, section="reports")
+    return render_page(request, "reports_detail.html", context, section="reports")
 
 
 def _latency_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name in DAY_COMPONENTS:
-        summary = figures["latency"].get(name, {"n": 0})
-        label, help_text = COMPONENT_LABELS.get(name, (name, ""))
+        summary = figures["latency"][name]
+        label, help_text = LATENCY_LABELS[name]
         rows.append({"name": name, "label": label, "help": help_text, **summary})
     return rows
 
@@ -236,10 +197,10 @@ def report_download(request: HttpRequest, slug: str, day: str, fmt: str) -> Http
     agent = Agent.objects.filter(slug=slug).first()
     report_day = _day(day)
     if agent is None or report_day is None or fmt not in ("json", "csv"):
-        return _not_found(request, "No such report.", section="reports")
+        return not_found_page(request, "No such report.", section="reports")
     report = agent_day_report_get(agent=agent, day=report_day)
     if report is None:
-        return _not_found(request, "Nobody asked for this report yet.", section="reports")
+        return not_found_page(request, "Nobody asked for this report yet.", section="reports")
     if report.status != JobStatus.DONE:
         return HttpResponse(
             f"The report is {report.status}; its files are served once it is done.",
@@ -248,7 +209,7 @@ def report_download(request: HttpRequest, slug: str, day: str, fmt: str) -> Http
         )
     path = agent_day_report_file(report=report, fmt=fmt)  # type: ignore[arg-type]
     if path is None:
-        return _not_found(
+        return not_found_page(
             request, "The report's file is gone; generate it again.", section="reports"
         )
     return FileResponse(
@@ -294,7 +255,7 @@ def _export_page(request: HttpRequest, form: ExportForm, *, status: int = 200) -
         {"export": export, "state": export_state(export), "last_day": _last_day(export)}
         for export in exports
     ]
-    return _render(
+    return render_page(
         request,
         "exports.html",
         {"form": form, "rows": rows, "max_days": EXPORT_MAX_DAYS},
@@ -358,7 +319,7 @@ def export_download(request: HttpRequest, export_id: Any) -> HttpResponse:
     """The JSONL file of a ``done`` export, written to the access log; 409 before."""
     export = _export(request, export_id)
     if export is None:
-        return _not_found(request, "No such export.", section="exports")
+        return not_found_page(request, "No such export.", section="exports")
     if export.status != JobStatus.DONE:
         return HttpResponse(
             f"The export is {export.status}; it can be downloaded once it is done.",
@@ -367,7 +328,7 @@ def export_download(request: HttpRequest, export_id: Any) -> HttpResponse:
         )
     path = conversation_export_file(export=export)
     if path is None:
-        return _not_found(
+        return not_found_page(
             request, "The export's file is gone; request it again.", section="exports"
         )
     conversation_export_download_record(

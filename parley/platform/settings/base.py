@@ -118,7 +118,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["parley.platform.api.permissions.ReadRole"],
     "DEFAULT_SCHEMA_CLASS": "parley.platform.api.schema.ApiSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "parley.platform.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "parley.platform.api.errors.exception_handler",
 }

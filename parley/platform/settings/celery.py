@@ -24,10 +24,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Periodic tasks: django-celery-beat's database scheduler (editable in the admin), seeded with
 # this schedule. Run `celery -A parley.platform beat`.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+#: Seconds between LLM fleet health checks (docs/fleet.md).
+FLEET_HEALTH_INTERVAL_S = env.float("FLEET_HEALTH_INTERVAL_S", default=10.0)
 CELERY_BEAT_SCHEDULE = {
     "fleet-health-check": {
         "task": "parley.platform.fleet.tasks.fleet_health_check_all",
-        "schedule": env.float("FLEET_HEALTH_INTERVAL_S", default=10.0),
+        "schedule": FLEET_HEALTH_INTERVAL_S,
     },
     # Recordings past their agent's retention days (docs/conversations.md).
     "recordings-expire": {

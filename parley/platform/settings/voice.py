@@ -47,7 +47,6 @@ FLEET_COOLDOWN_S = env.float("FLEET_COOLDOWN_S", default=10.0)
 FLEET_MAX_COOLDOWN_S = env.float("FLEET_MAX_COOLDOWN_S", default=120.0)
 FLEET_DOWN_AFTER = env.int("FLEET_DOWN_AFTER", default=12)
 FLEET_REFRESH_S = env.float("FLEET_REFRESH_S", default=2.0)
-FLEET_HEALTH_INTERVAL_S = env.float("FLEET_HEALTH_INTERVAL_S", default=10.0)
 FLEET_HEALTH_TIMEOUT_S = env.float("FLEET_HEALTH_TIMEOUT_S", default=2.0)
 #: When set, ``/metrics`` requires ``Authorization: Bearer <token>``.
 PARLEY_METRICS_TOKEN = env.str("PARLEY_METRICS_TOKEN", default="")
