@@ -89,6 +89,13 @@ async def call_run(
                     continue
                 event = json.loads(message)
                 event["received_ms"] = round((now - started) * 1000, 1)
+                if event.get("type") in ("agent.paused", "interrupted"):
+                    # Like the widget: audio queued beyond this moment is dropped (after a
+                    # pause the server sends it again).
+                    rate = result.output_sample_rate_hz
+                    at_s = now - placed_at
+                    del result.agent_audio[int(at_s * rate) * 2 :]
+                    agent_clock["next_at"] = min(agent_clock["next_at"], at_s)
                 if event.get("type") == "session.started":
                     result.conversation_id = event.get("conversation_id")
                     result.output_sample_rate_hz = event["output"]["sample_rate_hz"]

@@ -53,6 +53,8 @@ class CallConsumer(AsyncWebsocketConsumer):
             "user_agent": _header(self.scope, b"user-agent"),
         }
         query = _query(self.scope)
+        if (aec := _flag(query.get("aec"))) is not None:
+            client["echo_cancellation"] = aec
         try:
             allow_unpublished = await self._authorize(slug, query)
             opened = await database_sync_to_async(call_open)(
@@ -89,7 +91,13 @@ class CallConsumer(AsyncWebsocketConsumer):
             conversation_id=self.conversation_id,
             started_at=opened.started_at,
         )
-        self.session = call_session_build(opened, providers, recorder=self.recorder, audio=self)
+        self.session = call_session_build(
+            opened,
+            providers,
+            recorder=self.recorder,
+            audio=self,
+            echo_cancellation=_flag(query.get("aec")),
+        )
         try:
             await self.session.start()
         except STTError as exc:
@@ -231,3 +239,10 @@ def _query(scope: dict[str, Any]) -> dict[str, str]:
     """The caller socket's query parameters (the last value of each)."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     return {key: values[-1] for key, values in query.items() if values}
+
+
+def _flag(value: str | None) -> bool | None:
+    """A ``1``/``0`` (``true``/``false``) query value; ``None`` when absent or anything else."""
+    if value is None:
+        return None
+    return {"1": True, "true": True, "0": False, "false": False}.get(value.strip().lower())

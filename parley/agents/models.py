@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from parley.agents.voice.turns import DEFAULT_BACKCHANNELS, DEFAULT_FILLER_TEXT
+
 
 class Scenario(models.Model):
     """An enterprise domain an agent serves (hospital, HR, orders) with its policy text."""
@@ -133,6 +135,67 @@ class Agent(models.Model):
     max_utterance_ms = models.PositiveIntegerField(
         default=30_000, validators=[MinValueValidator(1000), MaxValueValidator(120_000)]
     )
+    # (defaults: see parley.agents.voice.turns.TurnTakingSettings; docs/turn-taking.md)
+    unfinished_endpointing_ms = models.PositiveIntegerField(
+        default=2000,
+        validators=[MinValueValidator(100), MaxValueValidator(10_000)],
+        help_text="Silence that ends the turn when the caller stopped mid-sentence "
+        '("my order number is ...") (ms).',
+    )
+    pause_ms = models.PositiveIntegerField(
+        default=300,
+        validators=[MinValueValidator(100), MaxValueValidator(5000)],
+        help_text="Silence after which the transcript is finalized and the answer may start "
+        "early; at most the end-of-turn silence (ms).",
+    )
+    stt_end_of_turn = models.BooleanField(
+        default=True,
+        help_text="Let Deepgram's speech_final and UtteranceEnd end a finished-sounding turn "
+        "early.",
+    )
+    speculative_start = models.BooleanField(
+        default=True,
+        help_text="Start the LLM on the final transcript before the turn ends; cancelled, "
+        "unheard, if the caller goes on.",
+    )
+    barge_in = models.BooleanField(
+        default=True, help_text="Callers can interrupt the agent by speaking."
+    )
+    backchannel_words = models.TextField(
+        default=", ".join(DEFAULT_BACKCHANNELS),
+        blank=True,
+        help_text="Comma-separated words and phrases that do not interrupt the agent "
+        "(the caller is just listening). Empty: every word interrupts.",
+    )
+    false_interruption_ms = models.PositiveIntegerField(
+        default=800,
+        validators=[MinValueValidator(100), MaxValueValidator(5000)],
+        help_text="How long the agent, paused by a sound, waits for words before it goes on (ms).",
+    )
+
+    class EchoGate(models.TextChoices):
+        AUTO = "auto", "When the caller's browser has no echo cancellation"
+        ON = "on", "Always"
+        OFF = "off", "Never"
+
+    echo_gate = models.CharField(
+        max_length=10,
+        choices=EchoGate.choices,
+        default=EchoGate.AUTO,
+        help_text="Keep the agent's own voice, picked up by the caller's microphone, from "
+        "interrupting it.",
+    )
+    filler_after_ms = models.PositiveIntegerField(
+        default=1000,
+        validators=[MinValueValidator(100), MaxValueValidator(10_000)],
+        help_text="A tool call running longer than this makes the agent say the filler (ms).",
+    )
+    filler_text = models.CharField(
+        max_length=200,
+        default=DEFAULT_FILLER_TEXT,
+        blank=True,
+        help_text="Said once per turn while a slow tool call runs. Empty: no filler.",
+    )
     max_tool_steps = models.PositiveSmallIntegerField(
         default=5,
         validators=[MinValueValidator(1), MaxValueValidator(20)],
@@ -158,12 +221,23 @@ class Agent(models.Model):
         errors: dict[str, str] = {}
         if 0 < self.deepgram_utterance_end_ms < 1000:
             errors["deepgram_utterance_end_ms"] = "Deepgram needs at least 1000 ms (or 0 for off)."
+        if self.pause_ms is not None and self.endpointing_ms is not None:
+            if self.pause_ms > self.endpointing_ms:
+                errors["pause_ms"] = "The pause cannot be longer than the end-of-turn silence."
+        if self.unfinished_endpointing_ms is not None and self.endpointing_ms is not None:
+            if self.unfinished_endpointing_ms < self.endpointing_ms:
+                errors["unfinished_endpointing_ms"] = "Must be at least the end-of-turn silence."
         try:
             self.allowed_origins = "\n".join(origins_parse(self.allowed_origins))
         except ValueError as exc:
             errors["allowed_origins"] = str(exc)
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def backchannel_list(self) -> tuple[str, ...]:
+        """The backchannel words and phrases, one entry per comma (blank ones dropped)."""
+        return tuple(w.strip() for w in self.backchannel_words.split(",") if w.strip())
 
     @property
     def allowed_origin_list(self) -> list[str]:

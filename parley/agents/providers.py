@@ -26,6 +26,7 @@ from parley.agents.voice.stt.pocketsphinx import PocketsphinxSettings, Pocketsph
 from parley.agents.voice.tts.base import TTS
 from parley.agents.voice.tts.elevenlabs import ElevenLabsSettings, ElevenLabsTTS
 from parley.agents.voice.tts.espeak import EspeakSettings, EspeakTTS
+from parley.agents.voice.turns import TurnTakingSettings
 from parley.agents.voice.vad import StreamingVAD, VADSettings
 from parley.platform.errors import ApplicationError
 from parley.platform.fleet.models import ModelPool
@@ -72,6 +73,10 @@ class CallConfig:
     sim_itl_ms: int
     #: Days the call's recording is kept; 0: the call is not recorded.
     recording_retention_days: int = 0
+    #: End of turn, barge-in, backchannels, filler (``echo_gate`` off: see ``echo_gate_mode``).
+    turn_taking: TurnTakingSettings = field(default_factory=TurnTakingSettings)
+    #: ``auto`` (gate when the caller's client reports no echo cancellation), ``on``, ``off``.
+    echo_gate_mode: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,22 @@ def call_config_build(
     system_prompt = (prompt.text if prompt else "").strip()
     if policy and policy not in system_prompt:
         system_prompt = f"{system_prompt}\n\n{policy}".strip()
+    pause_ms = min(agent.pause_ms, agent.endpointing_ms)
+    turn_taking = TurnTakingSettings(
+        endpointing_ms=agent.endpointing_ms,
+        unfinished_endpointing_ms=max(agent.unfinished_endpointing_ms, agent.endpointing_ms),
+        pause_ms=pause_ms,
+        stt_end_of_turn=agent.stt_end_of_turn,
+        speculative_start=agent.speculative_start,
+        barge_in=agent.barge_in,
+        backchannels=agent.backchannel_list,
+        false_interruption_ms=agent.false_interruption_ms,
+        filler_after_ms=agent.filler_after_ms,
+        filler_text=agent.filler_text.strip(),
+    )
     return CallConfig(
+        turn_taking=turn_taking,
+        echo_gate_mode=agent.echo_gate,
         agent_slug=agent.slug,
         recording_retention_days=agent.recording_retention_days,
         scenario=agent.scenario.domain,
@@ -134,7 +154,9 @@ def call_config_build(
         vad=VADSettings(
             threshold=agent.vad_threshold,
             min_speech_ms=agent.min_speech_ms,
-            min_silence_ms=agent.endpointing_ms,
+            # The VAD's speech end is the pause (the final transcript is asked for there);
+            # the session ends the turn after endpointing_ms.
+            min_silence_ms=pause_ms,
             pre_roll_ms=agent.pre_roll_ms,
             max_utterance_ms=agent.max_utterance_ms,
         ),

@@ -8,6 +8,7 @@ so both write exactly the same record.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -231,10 +232,17 @@ def call_session_build(
     recorder: EventRecorder,
     audio: AudioSink,
     text_only: bool = False,
+    echo_cancellation: bool | None = None,
 ) -> CallSession:
     """The call's :class:`CallSession`: its providers, the Celery tool runner (in the call's
-    sandbox, if any), the recorder as event sink and the call's settings."""
+    sandbox, if any), the recorder as event sink and the call's settings.
+
+    ``echo_cancellation``: what the caller's client reported about its microphone (``None``:
+    nothing); with the agent's echo gate on ``auto``, ``False`` turns the gate on."""
     config = opened.config
+    echo_gate = config.echo_gate_mode == "on" or (
+        config.echo_gate_mode == "auto" and echo_cancellation is False
+    )
     audio_recorder = None
     if config.recording_retention_days > 0 and not text_only:
         audio_recorder = CallRecorder(
@@ -270,6 +278,7 @@ def call_session_build(
             stt_final_timeout_ms=settings.PARLEY_STT_FINAL_TIMEOUT_MS,
             audio_lead_ms=settings.PARLEY_AUDIO_LEAD_MS,
             text_only=text_only,
+            turn_taking=dataclasses.replace(config.turn_taking, echo_gate=echo_gate),
         ),
     )
 

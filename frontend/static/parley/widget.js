@@ -542,6 +542,12 @@
       this.stats.sampleRateHz = this.ctx.sampleRate;
       await this.ctx.audioWorklet.addModule(workletUrl(captureWorklet));
       await this.ctx.audioWorklet.addModule(workletUrl(playbackWorklet));
+      // Whether the browser really cancels echo: without it the server gates its VAD against
+      // the agent's own voice (the `aec` query parameter, docs/protocol.md).
+      const track = this.stream.getAudioTracks()[0];
+      const trackSettings = track && track.getSettings ? track.getSettings() : {};
+      this.echoCancellation =
+        typeof trackSettings.echoCancellation === "boolean" ? trackSettings.echoCancellation : null;
       const source = this.ctx.createMediaStreamSource(this.stream);
       this.capture = new AudioWorkletNode(this.ctx, "parley-capture", {
         numberOfInputs: 1,
@@ -599,7 +605,8 @@
       }
       if (!this.active) return;
       if (grant.agent && grant.agent.name) this.nameEl.textContent = grant.agent.name;
-      const url = `${grant.ws_url}?token=${encodeURIComponent(grant.token)}`;
+      let url = `${grant.ws_url}?token=${encodeURIComponent(grant.token)}`;
+      if (this.echoCancellation !== null) url += `&aec=${this.echoCancellation ? 1 : 0}`;
       const ws = new WebSocket(url);
       ws.binaryType = "arraybuffer";
       this.ws = ws;
@@ -804,6 +811,20 @@
           this.replyDone = true;
           if (this.playback) this.playback.port.postMessage({ type: "end" });
           break;
+        case "agent.paused":
+          // The caller started speaking: stop at once; `agent.resumed` (the server re-sends
+          // what was dropped) or `interrupted` follows.
+          this.stats.flushes.push({ turn, atMs: performance.now(), pause: true });
+          this.stopPlayback();
+          break;
+        case "turn.continued": {
+          // The caller went on talking: the reply that had not been heard yet is withdrawn.
+          const withdrawn = this.lines.get(`agent:${turn}`);
+          if (withdrawn) withdrawn.remove();
+          this.lines.delete(`agent:${turn}`);
+          this.setState("listening");
+          break;
+        }
         case "interrupted": {
           this.stats.flushes.push({ turn, atMs: performance.now() });
           this.stopPlayback();

@@ -25,13 +25,23 @@ BYTES_PER_SAMPLE = 2
 class VADEvent:
     """A speech boundary found by the VAD state machine.
 
-    ``kind`` is ``"speech_start"`` or ``"speech_end"``. ``audio_ms`` is the position in the
-    caller's audio stream (ms since the first sample) where the speech began or ended;
-    ``at`` is the monotonic time at which the window that confirmed it arrived.
-    ``forced`` is true when a speech end was forced by the maximum utterance length.
+    ``kind``:
+
+    - ``"speech_onset"``: the first window at or above the threshold after silence — maybe
+      speech, not confirmed yet (one 32 ms window after the sound began). Barge-in pauses the
+      agent on it, because waiting for confirmation would take ``min_speech_ms``.
+    - ``"speech_onset_cancelled"``: that candidate died out before ``min_speech_ms`` of
+      speech (a click, a cough, noise): no ``speech_start`` follows for it.
+    - ``"speech_start"``: speech confirmed (``audio_ms`` is where the candidate began).
+    - ``"speech_end"``: ``min_silence_ms`` of silence after speech (``audio_ms`` is the end
+      of the last speech window).
+
+    ``audio_ms`` is the position in the caller's audio stream (ms since the first sample);
+    ``at`` is the monotonic time at which the window that decided it arrived. ``forced`` is
+    true when a speech end was forced by the maximum utterance length.
     """
 
-    kind: Literal["speech_start", "speech_end"]
+    kind: Literal["speech_onset", "speech_onset_cancelled", "speech_start", "speech_end"]
     audio_ms: float
     at: float
     probability: float = 0.0
@@ -47,12 +57,15 @@ class Transcript:
 
     ``is_final``: this text for the audio span will not change. ``speech_final``: the engine
     believes the speaker finished the utterance (end of speech). Partials have both false.
-    ``start_ms``/``end_ms`` are positions in the caller's audio stream when known.
+    ``from_finalize``: this final answers the platform's ``finalize()`` (Deepgram's
+    ``from_finalize``; always true for the offline engine's finals). ``start_ms``/``end_ms``
+    are positions in the caller's audio stream when known.
     """
 
     text: str
     is_final: bool
     speech_final: bool = False
+    from_finalize: bool = False
     confidence: float | None = None
     start_ms: float | None = None
     end_ms: float | None = None

@@ -6,26 +6,39 @@ injects them. It imports nothing from Django.
 
 Turn life cycle (turn ``n`` = the caller's n-th utterance; turn 0 is the greeting)::
 
-    vad.speech_start ─► turn.started ─► transcript.partial* ─► vad.speech_end
-      ─► (STT finalize) transcript.final ─► agent.text* / tool.call / tool.result
-      ─► agent.speaking ─► agent.done ─► turn.metrics ─► turn.ended
+    vad.speech_start ─► turn.started ─► transcript.partial* ─► vad.speech_end (a pause)
+      ─► (STT finalize) ─► [llm.speculation] ─► end of turn ─► transcript.final
+      ─► agent.text* / tool.call / tool.result ─► agent.speaking ─► agent.done
+      ─► turn.metrics ─► turn.ended
 
-Barge-in: a ``vad.speech_start`` while a reply is being generated or spoken cancels the
-reply task (LLM stream, TTS and audio pacing stop at once), emits ``interrupted`` with the
-text the caller actually heard, and keeps only that text in the LLM history.
+End of turn (docs/turn-taking.md, :class:`~parley.agents.voice.turns.TurnTakingSettings`):
+the VAD reports a *pause* after ``pause_ms`` of silence and the STT is asked for its final
+transcript; the turn ends once ``endpointing_ms`` of silence has passed (or
+``unfinished_endpointing_ms`` when the transcript is clearly unfinished), or earlier on the
+STT's own ``speech_final`` / ``UtteranceEnd``. Meanwhile the LLM may already be answering
+the final transcript (*speculative start*); if the caller goes on talking, that request is
+cancelled and nothing of it was said.
+
+Barge-in: caller speech onset while the agent is audible *pauses* the agent at once (the
+client drops its queued audio); words that are not all backchannels then cut the reply
+(``interrupted``, with the text the caller actually heard kept in the LLM history), while
+backchannels only, or no words at all (noise), *resume* it from where it paused.
 
 Latency (per turn, ms, all from the end of the caller's speech unless noted — see
-``Turn`` in ``parley.conversations.models``): endpointing, STT final, LLM TTFT and first
-chunk (from the LLM request), TTS TTFB (from the TTS request) and TTFA.
+``Turn`` in ``parley.conversations.models``): endpointing (end-of-turn decision), STT final,
+LLM TTFT and first chunk (from the LLM request), TTS TTFB (from the TTS request) and TTFA.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
 import time
+from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +46,7 @@ from parley.agents.voice.chunker import SentenceChunker
 from parley.agents.voice.llm.base import LLM, LLMError
 from parley.agents.voice.messages import (
     BYTES_PER_SAMPLE,
+    LLMChunk,
     LLMDone,
     SessionEvent,
     STTNotice,
@@ -45,6 +59,12 @@ from parley.agents.voice.messages import (
 from parley.agents.voice.recording import CallRecorder
 from parley.agents.voice.stt.base import STT, STTError, STTStream
 from parley.agents.voice.tts.base import TTS, TTSError
+from parley.agents.voice.turns import (
+    BackchannelMatcher,
+    EchoGate,
+    TurnTakingSettings,
+    transcript_unfinished,
+)
 from parley.agents.voice.vad import StreamingVAD
 
 logger = logging.getLogger(__name__)
@@ -56,6 +76,8 @@ STEP_CAP_REPLY = "Sorry, that is taking me too many steps. Could you put it anot
 BROKEN_REPLY_TAIL = "Sorry, I lost my connection for a moment."
 #: At hang-up, how long the STT stream's last messages may take to arrive (s).
 _STT_DRAIN_S = 1.0
+#: A frame that starts playing later than its schedule by more than this is an underrun (s).
+_UNDERRUN_TOLERANCE_S = 0.005
 
 
 class EventSink(Protocol):
@@ -85,6 +107,8 @@ class SessionSettings:
     ``text_only``: no speech at all — the caller's turns arrive as text
     (:meth:`CallSession.push_text`), no STT stream is opened and replies are not synthesized
     (evaluation runs in text mode); every sentence counts as heard.
+    ``turn_taking``: end of turn, barge-in, backchannels, echo gate and filler
+    (:class:`~parley.agents.voice.turns.TurnTakingSettings`).
     """
 
     system_prompt: str = ""
@@ -95,6 +119,7 @@ class SessionSettings:
     audio_lead_ms: int = 120
     frame_ms: int = 20
     text_only: bool = False
+    turn_taking: TurnTakingSettings = field(default_factory=TurnTakingSettings)
 
 
 #: Longest typed caller turn accepted (characters).
@@ -105,7 +130,13 @@ MAX_CLIENT_REPORT_MS = 60_000.0
 
 @dataclass
 class TurnState:
-    """Mutable bookkeeping of one turn (owned by the session's tasks)."""
+    """Mutable bookkeeping of one turn (owned by the session's tasks).
+
+    A caller turn is *listening* while the caller speaks, *holding* between a pause and the
+    end-of-turn decision, then *responding*. A turn that starts while the agent is audible
+    is not *announced* (no ``turn.started``, no index) until its words show it takes the
+    floor; backchannels never are.
+    """
 
     index: int
     started_at: float
@@ -122,33 +153,95 @@ class TurnState:
     metrics: dict[str, float] = field(default_factory=dict)
     agent_audio_ms: float = 0.0
     finals: list[str] = field(default_factory=list)
-    final_event: asyncio.Event = field(default_factory=asyncio.Event)
     ended: bool = False
     typed: bool = False  # the caller's words arrived as text, not speech
     routes: list[dict[str, Any]] = field(default_factory=list)  # fleet routing per LLM step
     usage: dict[str, int] = field(default_factory=dict)  # LLM token counts, summed over steps
+    # -- end of turn (caller turns)
+    announced: bool = True  # turn.started was emitted (a caller turn gets its index first)
+    holding: bool = False  # the caller paused; the end of turn is not decided yet
+    partial: str = ""  # the latest partial transcript (after the finals)
+    finalize_sent_at: float | None = None  # a finalize() whose final has not arrived yet
+    final_at: float | None = None  # when the latest final arrived
+    stt_speech_final: bool = False  # the STT's own endpointing said the speech ended
+    utterance_end: bool = False  # the STT heard no words for utterance_end_ms
+    onset_pending: bool = False  # a speech onset during the hold, not confirmed yet
+    forced_end: bool = False  # the VAD cut an over-long utterance
+    end_of_turn: str = ""  # what ended the turn (silence, stt_speech_final, ...)
+    history_len: int | None = None  # LLM history length before this turn's user message
+    speculation: _Speculation | None = None
+    eot_timer: asyncio.Task[None] | None = None
+    # -- reply
+    tools_ran: bool = False
+    filler_said: bool = False
+    pauses: int = 0  # times caller speech paused this reply
+    resumed: list[str] = field(default_factory=list)  # why each pause resumed
+
+    def text(self) -> str:
+        """The caller's words so far: the finals, then the latest partial."""
+        return " ".join(t for t in (*self.finals, self.partial) if t)
+
+
+@dataclass
+class _Speculation:
+    """An LLM request started on a final transcript before the end of turn."""
+
+    text: str
+    messages: list[dict[str, Any]]
+    started_at: float
+    first_token_at: float | None = None
+    chunks: asyncio.Queue[LLMChunk | LLMError | None] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
 
 
 @dataclass
 class _Segment:
-    """One chunk of agent text and the audio sent for it, for barge-in accounting."""
+    """One chunk of agent text and the frames sent for it, for barge-in accounting.
+
+    ``play_times``: when each sent frame starts playing at the caller (monotonic s), in
+    order; every frame holds ``frame_bytes`` bytes.
+    """
 
     text: str
-    bytes_sent: int = 0
+    frame_bytes: int = 0
+    play_times: list[float] = field(default_factory=list)
     bytes_total: int | None = None  # known when synthesis of the chunk finished
-    first_play_at: float | None = None
-    last_play_end: float | None = None
+
+    @property
+    def bytes_sent(self) -> int:
+        return len(self.play_times) * self.frame_bytes
 
 
 @dataclass(slots=True)
 class _Pacer:
-    """Real-time pacing state of one reply's audio (times are ``time.monotonic()``)."""
+    """Real-time pacing state of one reply's audio (times are ``time.monotonic()``).
+
+    While ``paused`` no frame is sent; frames already sent but not yet played when the
+    pause began wait in ``replay`` and go out first on resume.
+    """
 
     frame_bytes: int
     frame_s: float
     lead_s: float
     play_at: float = 0.0  # when the next frame starts playing at the caller
     speaking: bool = False
+    paused: bool = False
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    recent: deque[tuple[float, bytes, _Segment]] = field(default_factory=deque)
+    replay: deque[tuple[bytes, _Segment]] = field(default_factory=deque)
+    restart: bool = False  # the next frame starts after a pause: not an underrun
+    underrun_s: float = 0.0
+
+
+@dataclass
+class _BargeIn:
+    """The agent was paused by caller speech onset; what that speech is is not known yet."""
+
+    turn_index: int  # the reply that was paused
+    paused_at: float
+    onset_audio_ms: float
+    paused: bool = True
+    timer: asyncio.Task[None] | None = None
 
 
 class CallSession:
@@ -184,6 +277,10 @@ class CallSession:
         self.events = events
         self.audio = audio
         self.settings = settings
+        self.turn_taking = settings.turn_taking
+        self._backchannels = BackchannelMatcher(self.turn_taking.backchannels)
+        #: Gates the VAD against the agent's own voice (callers without echo cancellation).
+        self.echo_gate: EchoGate | None = EchoGate() if self.turn_taking.echo_gate else None
         # Records caller and agent audio on this session's clock; started and closed by
         # whoever built it (the call runtime), fed here.
         self.recorder = recorder
@@ -199,11 +296,16 @@ class CallSession:
         self._responding: TurnState | None = None  # turn whose reply is being produced
         self._reply_task: asyncio.Task[None] | None = None
         self._speaker_task: asyncio.Task[None] | None = None  # speaks the current reply
+        self._pacer: _Pacer | None = None  # the current reply's audio pacing
         self._segments: list[_Segment] = []
+        self._barge: _BargeIn | None = None
+        self._ignoring_speech = False  # caller speech while barge-in is off
+        self._held_for_onset = False  # an unheard answer waits for an onset to resolve
         self._closed = False
         self._emit_lock = asyncio.Lock()
         self._ttfa_ms: dict[int, float] = {}  # server TTFA per turn, for the caller's reports
         self._played: set[int] = set()  # turns whose playback start the caller reported
+        self._silence_frame = b""
 
     # ------------------------------------------------------------------ life cycle
 
@@ -256,9 +358,12 @@ class CallSession:
         self._closed = True
         if self._reply_task is not None and not self._reply_task.done():
             await self._interrupt(reason="hangup")
-        if self._listening is not None and not self._listening.ended:
-            self._listening.status = "completed" if self._listening.user_text else "abandoned"
-            await self._end_turn(self._listening)
+        listening = self._listening
+        if listening is not None and listening.announced and not listening.ended:
+            await self._discard_speculation(listening)
+            listening.user_text = listening.text()
+            listening.status = "completed" if listening.user_text else "abandoned"
+            await self._end_turn(listening)
         if self._stt_stream is not None:
             # CloseStream first, and let the reader record what the engine says last (its
             # final results and, for Deepgram, the Metadata summary) before it is cancelled.
@@ -299,7 +404,11 @@ class CallSession:
     # ------------------------------------------------------------------ input path
 
     async def push_audio(self, pcm16: bytes) -> None:
-        """Feed one caller frame (PCM16 mono 16 kHz). Raises ValueError on odd byte counts."""
+        """Feed one caller frame (PCM16 mono 16 kHz). Raises ValueError on odd byte counts.
+
+        With the echo gate on, a frame that only carries the agent's own voice reaches the
+        VAD as silence (the STT and the recording still get the real audio).
+        """
         if self._closed:
             return
         if len(pcm16) % BYTES_PER_SAMPLE:
@@ -311,8 +420,17 @@ class CallSession:
         if self.recorder is not None:
             self.recorder.caller(pcm16, at_ms=(at - self._t0) * 1000)
         await self._stt_stream.push_audio(pcm16)
-        for event in await self.vad.push(pcm16, at=at):
+        vad_input = pcm16
+        if self.echo_gate is not None and self.echo_gate.is_echo(pcm16, at=at):
+            if len(self._silence_frame) != len(pcm16):
+                self._silence_frame = bytes(len(pcm16))
+            vad_input = self._silence_frame
+        for event in await self.vad.push(vad_input, at=at):
             await self._on_vad(event)
+        turn = self._listening
+        if turn is not None and not turn.holding and (turn.stt_speech_final or turn.utterance_end):
+            # The STT said the speech ended; the VAD may only now hear the silence.
+            await self._end_of_turn_check(turn)
 
     async def push_text(self, text: str) -> int:
         """A caller turn given as text (typed, or an evaluation's line): it skips VAD and STT
@@ -389,57 +507,202 @@ class CallSession:
         )
         return ear
 
+    # ------------------------------------------------------------------ caller speech (VAD)
+
     async def _on_vad(self, event: VADEvent) -> None:
-        if event.kind == "speech_start":
-            if self._reply_task is not None and not self._reply_task.done():
-                await self._interrupt(reason="barge_in")
-            self._turn_counter += 1
-            turn = TurnState(
-                index=self._turn_counter,
-                started_at=event.at,
-                speech_start_audio_ms=event.audio_ms,
-            )
-            self._listening = turn
-            await self._emit("turn.started", turn.index, role="caller")
-            await self._emit(
-                "vad.speech_start",
-                turn.index,
-                audio_ms=round(event.audio_ms, 1),
-                probability=round(event.probability, 3),
-            )
-            assert self._stt_stream is not None
+        if event.kind == "speech_onset":
+            await self._on_onset(event)
+        elif event.kind == "speech_onset_cancelled":
+            await self._on_onset_cancelled()
+        elif event.kind == "speech_start":
+            await self._on_speech_start(event)
+        else:
+            await self._on_speech_end(event)
+
+    def _agent_audible(self) -> bool:
+        """The current reply has started playing and is not finished or paused."""
+        pacer = self._pacer
+        return (
+            self._reply_task is not None
+            and not self._reply_task.done()
+            and pacer is not None
+            and pacer.speaking
+            and not pacer.paused
+        )
+
+    async def _on_onset(self, event: VADEvent) -> None:
+        listening = self._listening
+        if listening is not None and listening.holding:
+            # Maybe the caller goes on: do not end the turn while this is undecided.
+            listening.onset_pending = True
+            return
+        reply, pacer = self._responding, self._pacer
+        if (
+            reply is not None
+            and pacer is not None
+            and not pacer.speaking
+            and self._reply_retractable(reply)
+        ):
+            # The answer has not started playing: hold its first frame until the onset is
+            # confirmed (the turn goes on: the answer is withdrawn) or cancelled.
+            pacer.paused = True
+            pacer.resumed.clear()
+            self._held_for_onset = True
+            return
+        barge = self._barge
+        if (barge is None or not barge.paused) and self.turn_taking.barge_in:
+            if self._agent_audible():
+                await self._pause_for_caller(event)
+
+    async def _on_onset_cancelled(self) -> None:
+        if self._held_for_onset:
+            self._release_held_reply()
+        listening = self._listening
+        if listening is not None and listening.onset_pending:
+            listening.onset_pending = False
+            await self._end_of_turn_check(listening)
+        barge = self._barge
+        if barge is not None and barge.paused and (listening is None or listening.announced):
+            # A click or a cough: no speech followed the onset.
+            await self._resume_agent("false_interruption")
+
+    def _release_held_reply(self) -> None:
+        self._held_for_onset = False
+        pacer = self._pacer
+        if pacer is not None and not pacer.speaking:
+            pacer.paused = False
+            pacer.resumed.set()
+
+    async def _on_speech_start(self, event: VADEvent) -> None:
+        if self._held_for_onset:
+            self._release_held_reply()  # retracted below, or (typed turn) it goes on
+        listening = self._listening
+        assert self._stt_stream is not None
+        if listening is not None:
+            if listening.holding:
+                await self._continue_turn(listening, event)
+                return
+            # Its words came first (the STT hears everything): the speech is that turn's.
+            if listening.speech_start_audio_ms is None:
+                listening.speech_start_audio_ms = event.audio_ms
+                listening.started_at = event.at
             await self._stt_stream.speech_started(audio_ms=event.audio_ms)
             return
-
-        listening = self._listening
-        if listening is None:  # an end without a start (VAD reset): nothing to close
+        reply = self._responding
+        replying = self._reply_task is not None and not self._reply_task.done()
+        if replying and reply is not None and self._reply_retractable(reply):
+            # The end of turn came too early: nothing was said yet, so take the turn back.
+            await self._retract_reply(reply)
+            await self._continue_turn(reply, event)
             return
-        turn = listening
+        if replying and (self._barge is not None or self._agent_audible()):
+            if not self.turn_taking.barge_in:
+                self._ignoring_speech = True
+                return
+            if self._barge is None:
+                await self._pause_for_caller(event)
+            # Not a turn yet: its words decide (backchannel, or taking the floor).
+            self._listening = TurnState(
+                index=-1,
+                started_at=event.at,
+                speech_start_audio_ms=event.audio_ms,
+                announced=False,
+            )
+            await self._stt_stream.speech_started(audio_ms=event.audio_ms)
+            return
+        if replying:
+            # Speech while the reply is still being prepared (nothing audible): it cuts it.
+            await self._interrupt(reason="barge_in")
+        turn = TurnState(
+            index=-1,
+            started_at=event.at,
+            speech_start_audio_ms=event.audio_ms,
+            announced=False,
+        )
+        self._listening = turn
+        await self._announce(turn, audio_ms=event.audio_ms, probability=event.probability)
+        await self._stt_stream.speech_started(audio_ms=event.audio_ms)
+
+    def _claim(self, turn: TurnState) -> bool:
+        """Give the caller turn its index (at once: announcing awaits). False if it has one."""
+        if turn.index >= 0:
+            return False
+        self._turn_counter += 1
+        turn.index = self._turn_counter
+        return True
+
+    async def _announce(
+        self, turn: TurnState, *, audio_ms: float, probability: float | None = None, **extra: Any
+    ) -> None:
+        """Emit ``turn.started`` + ``vad.speech_start`` for a turn given its index by
+        :meth:`_claim` (claimed here if it was not)."""
+        self._claim(turn)
+        await self._emit("turn.started", turn.index, role="caller")
+        data: dict[str, Any] = {"audio_ms": round(audio_ms, 1)}
+        if probability is not None:
+            data["probability"] = round(probability, 3)
+        await self._emit("vad.speech_start", turn.index, **data, **extra)
+        turn.announced = True
+
+    async def _continue_turn(self, turn: TurnState, event: VADEvent) -> None:
+        """The caller speaks again before the end of turn: same turn, no answer yet."""
+        assert self._stt_stream is not None
+        self._cancel_end_of_turn_timer(turn)
+        await self._discard_speculation(turn)
+        turn.holding = turn.onset_pending = turn.stt_speech_final = turn.utterance_end = False
+        turn.status = "listening"
+        self._listening = turn
+        if turn.announced:
+            await self._emit(
+                "vad.speech_start", turn.index, audio_ms=round(event.audio_ms, 1), resumed=True
+            )
+        await self._stt_stream.speech_started(audio_ms=event.audio_ms)
+
+    async def _on_speech_end(self, event: VADEvent) -> None:
+        if self._ignoring_speech:
+            self._ignoring_speech = False
+            return
+        turn = self._listening
+        if turn is None or turn.holding:  # an end without a start (VAD reset): nothing to close
+            return
+        self._mark_speech_end(turn, event)
+        turn.forced_end = event.forced
+        if turn.announced:
+            await self._emit(
+                "vad.speech_end",
+                turn.index,
+                audio_ms=round(event.audio_ms, 1),
+                speech_ms=round(turn.speech_ms or 0.0, 1),
+                forced=event.forced,
+            )
+        await self._request_final(turn)
+        await self._end_of_turn_check(turn)
+
+    def _mark_speech_end(self, turn: TurnState, event: VADEvent) -> None:
         # The speech ended `lag` ms of audio before the window that confirmed it arrived;
         # audio arrives in real time, so the wall time of the end is `at - lag`.
         lag_ms = max(0.0, self.vad.audio_ms - event.audio_ms)
         turn.speech_end_at = event.at - lag_ms / 1000
-        turn.end_decided_at = time.monotonic()
         if turn.speech_start_audio_ms is not None:
             turn.speech_ms = event.audio_ms - turn.speech_start_audio_ms
-        turn.metrics["endpointing_ms"] = (turn.end_decided_at - turn.speech_end_at) * 1000
-        await self._emit(
-            "vad.speech_end",
-            turn.index,
-            audio_ms=round(event.audio_ms, 1),
-            speech_ms=round(turn.speech_ms or 0.0, 1),
-            forced=event.forced,
-        )
-        self._listening = None
+        turn.holding = True
+
+    async def _request_final(self, turn: TurnState) -> None:
+        """Ask the STT for the final transcript of what was said (Deepgram ``Finalize``)."""
         assert self._stt_stream is not None
+        turn.finalize_sent_at = time.monotonic()
         await self._stt_stream.finalize()
-        self._start_reply(turn)
+        self._arm_end_of_turn_timer(turn, self.settings.stt_final_timeout_ms / 1000)
+
+    # ------------------------------------------------------------------ caller speech (STT)
 
     async def _read_transcripts(self, stream: STTStream) -> None:
         try:
             async for message in stream:
                 if isinstance(message, STTNotice):
                     await self._emit(f"stt.{message.kind}", self._turn_counter, **message.data)
+                    if message.kind == "utterance_end":
+                        await self._on_utterance_end()
                 else:
                     await self._on_transcript(message)
         except STTError as exc:
@@ -447,45 +710,393 @@ class CallSession:
                 "error", self._turn_counter, code="stt_error", message=str(exc), fatal=False
             )
 
+    async def _on_utterance_end(self) -> None:
+        turn = self._listening
+        if turn is not None and turn.announced:
+            turn.utterance_end = True
+            await self._end_of_turn_check(turn)
+
     async def _on_transcript(self, transcript: Transcript) -> None:
-        # A final completes the turn waiting for it (its end of speech has passed). A final that
-        # arrives while a turn is still listening (the engine's own endpointing, or the words of
-        # a turn the caller talked over) is kept and merged into that turn's text.
-        responding = self._responding
-        waiting = responding if responding is not None and responding.status == "stt" else None
-        turn = waiting or self._listening
+        turn = self._listening
         if turn is None:
-            return
-        if not transcript.is_final:
+            if self._barge is None or not transcript.text:
+                return  # no caller turn (or the agent's own words through the echo)
+            # Words before the VAD confirmed the speech that paused the agent.
+            turn = self._listening = TurnState(index=-1, started_at=time.monotonic())
+            turn.announced = False
+        if transcript.is_final:
             if transcript.text:
+                turn.finals.append(transcript.text)
+            turn.partial = ""
+            answer = transcript.from_finalize or (
+                transcript.speech_final and turn.finalize_sent_at is not None
+            )
+            if answer:
+                turn.finalize_sent_at = None
+                turn.final_at = transcript.at or time.monotonic()
+            elif transcript.speech_final:
+                turn.stt_speech_final = True
+                turn.final_at = transcript.at or time.monotonic()
+        elif transcript.text:
+            turn.partial = transcript.text
+            if turn.announced:
                 await self._emit("transcript.partial", turn.index, text=transcript.text)
+        if not turn.announced:
+            await self._classify_caller_speech(turn, settled=turn.finalize_sent_at is None)
             return
-        if transcript.text:
-            turn.finals.append(transcript.text)
-        if turn is waiting and transcript.speech_final:
-            # Only the end-of-speech final (the answer to ``finalize()``) completes the turn;
-            # earlier finals of a long utterance may still be on their way.
-            turn.final_event.set()
+        if transcript.is_final:
+            await self._end_of_turn_check(turn)
+
+    # ------------------------------------------------------------------ barge-in
+
+    async def _pause_for_caller(self, event: VADEvent) -> None:
+        """Caller speech onset while the agent is audible: stop the agent's audio now."""
+        reply = self._responding
+        pacer = self._pacer
+        if reply is None or pacer is None:
+            return
+        now = time.monotonic()
+        self._pause_audio(reply, pacer, now)
+        # Wall time since the onset: the audio after the onset window arrived in real time.
+        onset_at = event.at - max(0.0, self.vad.audio_ms - event.audio_ms) / 1000
+        barge = _BargeIn(turn_index=reply.index, paused_at=now, onset_audio_ms=event.audio_ms)
+        self._barge = barge
+        reply.pauses += 1
+        await self._emit(
+            "agent.paused",
+            reply.index,
+            reason="caller_speech",
+            onset_audio_ms=round(event.audio_ms, 1),
+            stop_ms=round((now - onset_at) * 1000, 1),
+        )
+        barge.timer = self._spawn(self._false_interruption_timer(barge), name="barge-timer")
+
+    async def _false_interruption_timer(self, barge: _BargeIn) -> None:
+        await asyncio.sleep(self.turn_taking.false_interruption_ms / 1000)
+        if self._barge is not barge or not barge.paused:
+            return
+        listening = self._listening
+        words = listening.text() if listening is not None and not listening.announced else ""
+        if not words:
+            await self._resume_agent("false_interruption")
+        elif self._backchannels.matches(words):
+            await self._resume_agent("backchannel", text=words)
+
+    async def _classify_caller_speech(self, turn: TurnState, *, settled: bool) -> None:
+        """Caller speech during the agent's reply: take the floor, or let the agent go on.
+
+        ``settled``: the speech has ended and its final transcript is in.
+        """
+        text = turn.text()
+        if text and not self._backchannels.matches(text):
+            await self._barge_in(turn)
+            return
+        if not settled or turn.speech_end_at is None:
+            return
+        # The speech is over: only backchannels, or no words at all.
+        self._listening = None
+        reason = "backchannel" if text else "false_interruption"
+        if self._barge is not None and self._barge.paused:
+            await self._resume_agent(reason, text=text)
+        else:
+            if self._barge is not None and self._barge.timer is not None:
+                self._barge.timer.cancel()
+            self._barge = None
+            if text and self._responding is not None:
+                await self._emit("agent.backchannel", self._responding.index, text=text)
+
+    async def _barge_in(self, turn: TurnState) -> None:
+        """The caller takes the floor: cut the reply at what was heard; the speech is a turn."""
+        if not self._claim(turn):
+            return  # already taking the floor (another transcript got here first)
+        barge, self._barge = self._barge, None
+        if barge is not None and barge.timer is not None:
+            barge.timer.cancel()
+        heard_at = barge.paused_at if barge is not None and barge.paused else None
+        await self._interrupt(reason="barge_in", at=heard_at)
+        self._listening = turn
+        audio_ms = turn.speech_start_audio_ms
+        if audio_ms is None:
+            audio_ms = barge.onset_audio_ms if barge is not None else self.vad.audio_ms
+        await self._announce(turn, audio_ms=audio_ms, barge_in=True)
+        if turn.speech_end_at is not None and turn.finalize_sent_at is None:
+            await self._end_of_turn_check(turn)  # it already ended: decide now
+        elif turn.finalize_sent_at is not None:
+            remaining = self.settings.stt_final_timeout_ms / 1000 - (
+                time.monotonic() - turn.finalize_sent_at
+            )
+            self._arm_end_of_turn_timer(turn, max(0.0, remaining))
+
+    def _pause_audio(self, turn: TurnState, pacer: _Pacer, now: float) -> None:
+        """Stop sending; frames sent but not yet played at ``now`` are kept for a resume."""
+        pacer.paused = True
+        pacer.resumed.clear()
+        unheard: list[tuple[bytes, _Segment]] = []
+        while pacer.recent and pacer.recent[-1][0] >= now:
+            _, frame, segment = pacer.recent.pop()
+            segment.play_times.pop()
+            turn.agent_audio_ms -= pacer.frame_s * 1000
+            unheard.append((frame, segment))
+        unheard.reverse()
+        pacer.replay.extendleft(reversed(unheard))
+        pacer.recent.clear()
+        pacer.play_at = now
+        if self.recorder is not None:
+            # The caller's client drops the audio it had queued: so does the recording.
+            self.recorder.agent_cut(at_ms=(now - self._t0) * 1000)
+        if self.echo_gate is not None:
+            self.echo_gate.forget_after(now)
+
+    async def _resume_agent(self, reason: str, *, text: str = "") -> None:
+        """Go on with the paused reply from where the caller stopped hearing it."""
+        barge, self._barge = self._barge, None
+        if barge is None:
+            return
+        if barge.timer is not None and barge.timer is not asyncio.current_task():
+            barge.timer.cancel()
+        pacer = self._pacer
+        reply = self._responding
+        if reply is None or pacer is None or reply.index != barge.turn_index:
+            return
+        listening = self._listening
+        if listening is not None and not listening.announced:
+            # That speech is not over: keep watching its words, unpaused.
+            self._barge = _BargeIn(
+                turn_index=barge.turn_index,
+                paused_at=barge.paused_at,
+                onset_audio_ms=barge.onset_audio_ms,
+                paused=False,
+            )
+        pacer.paused = False
+        pacer.restart = True
+        pacer.resumed.set()
+        reply.resumed.append(reason)
+        data: dict[str, Any] = {
+            "reason": reason,
+            "paused_ms": round((time.monotonic() - barge.paused_at) * 1000, 1),
+        }
+        if text:
+            data["text"] = text
+        await self._emit("agent.resumed", reply.index, **data)
+
+    def _reply_retractable(self, turn: TurnState) -> bool:
+        """A caller turn's reply that nothing has come of yet: no audio, no tool call."""
+        pacer = self._pacer
+        return (
+            turn.index > 0
+            and not turn.typed
+            and not turn.tools_ran
+            and turn.history_len is not None
+            and (pacer is None or not pacer.speaking)
+        )
+
+    async def _retract_reply(self, turn: TurnState) -> None:
+        await self._cancel_reply_tasks()
+        assert turn.history_len is not None
+        del self.history[turn.history_len :]
+        turn.history_len = None
+        turn.agent_text = turn.spoken_text = ""
+        turn.llm_steps = 0
+        turn.metrics.clear()
+        turn.routes.clear()
+        turn.usage.clear()
+        turn.end_of_turn = ""
+        self._responding = None
+        self._reply_task = None
+        await self._emit("turn.continued", turn.index, reason="caller_resumed")
+
+    # ------------------------------------------------------------------ end of turn
+
+    async def _end_of_turn_check(self, turn: TurnState) -> None:
+        """Decide whether the caller's turn is over; commit it, or check again later.
+
+        Rules (times from the end of the caller's speech; see TurnTakingSettings):
+
+        1. VAD still hearing speech: only the STT can end the turn early — ``UtteranceEnd``,
+           or ``speech_final`` while the VAD hears silence — with a finished transcript.
+        2. A speech onset in the pause is waited for (the caller may be going on).
+        3. The final transcript asked for at the pause is waited for (up to
+           ``stt_final_timeout_ms``, then an ``stt_timeout`` error and what there is).
+        4. A forced end (over-long utterance) or ``UtteranceEnd`` ends the turn.
+        5. Else the turn ends after ``endpointing_ms`` of silence, or
+           ``unfinished_endpointing_ms`` when the transcript is clearly unfinished.
+        """
+        if turn is not self._listening or turn.ended or not turn.announced:
+            return
+        tt = self.turn_taking
+        text = turn.text()
+        unfinished = transcript_unfinished(text)
+        now = time.monotonic()
+        if not turn.holding:
+            early = tt.stt_end_of_turn and bool(text) and not unfinished
+            if early and (turn.utterance_end or (turn.stt_speech_final and self.vad.silence_ms)):
+                end = self.vad.end_speech(at=now)
+                if end is not None:
+                    self._mark_speech_end(turn, end)
+                    await self._emit(
+                        "vad.speech_end",
+                        turn.index,
+                        audio_ms=round(end.audio_ms, 1),
+                        speech_ms=round(turn.speech_ms or 0.0, 1),
+                        forced=False,
+                        by="stt",
+                    )
+                reason = "utterance_end" if turn.utterance_end else "stt_speech_final"
+                await self._commit_turn(turn, reason=reason)
+            return
+        if turn.onset_pending:
+            return
+        if turn.finalize_sent_at is not None:
+            waited_s = now - turn.finalize_sent_at
+            timeout_s = self.settings.stt_final_timeout_ms / 1000
+            if waited_s < timeout_s:
+                return  # its timer fires at the time-out
+            turn.finalize_sent_at = None
+            await self._emit(
+                "error",
+                turn.index,
+                code="stt_timeout",
+                message=f"no final transcript within {self.settings.stt_final_timeout_ms} ms",
+                fatal=False,
+            )
+        if turn.forced_end:
+            await self._commit_turn(turn, reason="max_utterance")
+            return
+        if turn.utterance_end and tt.stt_end_of_turn and not unfinished:
+            await self._commit_turn(turn, reason="utterance_end")
+            return
+        assert turn.speech_end_at is not None
+        silence_s = now - turn.speech_end_at
+        required_s = (tt.unfinished_endpointing_ms if unfinished else tt.endpointing_ms) / 1000
+        if silence_s >= required_s:
+            await self._commit_turn(turn, reason="silence")
+            return
+        wake_s = required_s - silence_s
+        if tt.speculative_start and text:
+            speculate_after_s = tt.endpointing_ms / 1000 if unfinished else 0.0
+            if silence_s >= speculate_after_s:
+                await self._speculate(turn, text)
+            else:
+                wake_s = min(wake_s, speculate_after_s - silence_s)
+        self._arm_end_of_turn_timer(turn, wake_s)
+
+    def _arm_end_of_turn_timer(self, turn: TurnState, delay_s: float) -> None:
+        self._cancel_end_of_turn_timer(turn)
+        turn.eot_timer = self._spawn(
+            self._end_of_turn_later(turn, delay_s), name=f"end-of-turn-{turn.index}"
+        )
+
+    def _cancel_end_of_turn_timer(self, turn: TurnState) -> None:
+        timer, turn.eot_timer = turn.eot_timer, None
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    async def _end_of_turn_later(self, turn: TurnState, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if turn.eot_timer is asyncio.current_task():
+            turn.eot_timer = None
+        if not turn.announced:
+            # Speech over the agent whose final never came: decide on what was heard.
+            if turn is self._listening and turn.finalize_sent_at is not None:
+                turn.finalize_sent_at = None
+                await self._classify_caller_speech(turn, settled=True)
+            return
+        await self._end_of_turn_check(turn)
+
+    async def _commit_turn(self, turn: TurnState, *, reason: str) -> None:
+        """The caller's turn is over: announce its transcript and start the reply."""
+        self._cancel_end_of_turn_timer(turn)
+        self._listening = None
+        turn.holding = False
+        turn.end_of_turn = reason
+        turn.user_text = turn.text()
+        now = time.monotonic()
+        turn.end_decided_at = now
+        if turn.speech_end_at is not None:
+            turn.metrics["endpointing_ms"] = (now - turn.speech_end_at) * 1000
+            final_at = turn.final_at if turn.final_at is not None else now
+            turn.metrics["stt_final_ms"] = max(0.0, final_at - turn.speech_end_at) * 1000
+        spec = turn.speculation
+        if spec is not None and spec.text != turn.user_text:
+            await self._discard_speculation(turn)
+        await self._emit(
+            "transcript.final",
+            turn.index,
+            text=turn.user_text,
+            stt_final_ms=_round(turn.metrics.get("stt_final_ms")),
+            end_of_turn=reason,
+            unfinished=transcript_unfinished(turn.user_text),
+        )
+        self._start_reply(turn)
+
+    # ------------------------------------------------------------------ speculative start
+
+    async def _speculate(self, turn: TurnState, text: str) -> None:
+        """Start the LLM on ``text`` before the end of turn (at most one request per text)."""
+        spec = turn.speculation
+        if spec is not None and spec.text == text:
+            return
+        await self._discard_speculation(turn)
+        messages = [*self.history, {"role": "user", "content": text}]
+        spec = _Speculation(text=text, messages=messages, started_at=time.monotonic())
+        turn.speculation = spec
+        spec.task = self._spawn(self._prefetch(spec), name=f"speculate-{turn.index}")
+        await self._emit("llm.speculation", turn.index, status="started", text=text)
+
+    async def _prefetch(self, spec: _Speculation) -> None:
+        """Read the speculative LLM stream into a queue (the first step only: tool calls are
+        not run before the turn is committed)."""
+        tools = list(self.settings.tools) or None
+        try:
+            stream = self.llm.stream(messages=spec.messages, tools=tools)
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for chunk in stream:
+                    if spec.first_token_at is None and isinstance(chunk, TextDelta):
+                        spec.first_token_at = time.monotonic()
+                    spec.chunks.put_nowait(chunk)
+        except LLMError as exc:
+            spec.chunks.put_nowait(exc)
+        finally:
+            spec.chunks.put_nowait(None)
+
+    async def _discard_speculation(self, turn: TurnState) -> None:
+        spec, turn.speculation = turn.speculation, None
+        if spec is None:
+            return
+        if spec.task is not None:
+            spec.task.cancel()
+        await self._emit("llm.speculation", turn.index, status="discarded", text=spec.text)
+
+    async def _speculative_stream(self, spec: _Speculation) -> AsyncIterator[LLMChunk]:
+        """The prefetched chunks, then the rest as they arrive. Raises :class:`LLMError`."""
+        try:
+            while (item := await spec.chunks.get()) is not None:
+                if isinstance(item, LLMError):
+                    raise item
+                yield item
+        finally:
+            if spec.task is not None:
+                spec.task.cancel()
 
     # ------------------------------------------------------------------ reply path
 
     def _start_reply(self, turn: TurnState, *, greeting: str | None = None) -> None:
-        turn.status = "stt" if greeting is None and not turn.typed else "responding"
+        turn.status = "responding"
         self._responding = turn
         self._segments = []
+        self._pacer = None
         self._reply_task = self._spawn(self._reply(turn, greeting), name=f"reply-{turn.index}")
 
     async def _reply(self, turn: TurnState, greeting: str | None) -> None:
         """Produce and speak one reply: the greeting, or the agent loop's answer."""
         if greeting is None:
-            if not turn.typed:
-                await self._await_final(turn)
-            turn.status = "responding"
             if not turn.user_text:
                 # Noise or a word the engine could not make out: nothing to answer.
+                await self._discard_speculation(turn)
                 turn.status = "completed"
                 await self._finish_reply(turn)
                 return
+            turn.history_len = len(self.history)
             self.history.append({"role": "user", "content": turn.user_text})
 
         speech_queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -506,28 +1117,24 @@ class CallSession:
             turn.status = "completed"
         await self._finish_reply(turn)
 
-    async def _await_final(self, turn: TurnState) -> None:
-        timeout_s = self.settings.stt_final_timeout_ms / 1000
-        try:
-            await asyncio.wait_for(turn.final_event.wait(), timeout=timeout_s)
-        except TimeoutError:
-            await self._emit(
-                "error",
-                turn.index,
-                code="stt_timeout",
-                message=f"no final transcript within {self.settings.stt_final_timeout_ms} ms",
-                fatal=False,
-            )
-        turn.user_text = " ".join(t.strip() for t in turn.finals if t.strip())
-        now = time.monotonic()
-        if turn.speech_end_at is not None:
-            turn.metrics["stt_final_ms"] = (now - turn.speech_end_at) * 1000
-        await self._emit(
-            "transcript.final",
-            turn.index,
-            text=turn.user_text,
-            stt_final_ms=_round(turn.metrics.get("stt_final_ms")),
-        )
+    async def _llm_step_stream(
+        self, turn: TurnState, step: int, tools: list[dict[str, Any]] | None
+    ) -> tuple[AsyncIterator[LLMChunk], float, _Speculation | None]:
+        """The LLM stream of one step, its request time, and the speculation it came from.
+
+        Step 1 takes over the turn's speculative request when it asked exactly this history.
+        """
+        spec, turn.speculation = turn.speculation, None
+        if spec is not None:
+            if step == 0 and spec.messages == self.history:
+                turn.metrics["speculative_lead_ms"] = (time.monotonic() - spec.started_at) * 1000
+                await self._emit("llm.speculation", turn.index, status="used", text=spec.text)
+                return self._speculative_stream(spec), spec.started_at, spec
+            if spec.task is not None:
+                spec.task.cancel()
+            await self._emit("llm.speculation", turn.index, status="discarded", text=spec.text)
+        stream = self.llm.stream(messages=self.history, tools=tools)
+        return stream, time.monotonic(), None
 
     async def _agent_loop(self, turn: TurnState, speech_queue: asyncio.Queue[str | None]) -> None:
         tools = list(self.settings.tools) or None
@@ -536,17 +1143,17 @@ class CallSession:
             chunker = SentenceChunker()
             step_text: list[str] = []
             done: LLMDone | None = None
-            requested_at = time.monotonic()
             try:
+                stream, requested_at, spec = await self._llm_step_stream(turn, step, tools)
                 # aclosing: a barge-in closes the HTTP stream now, not at garbage collection.
-                stream = self.llm.stream(messages=self.history, tools=tools)
                 async with contextlib.aclosing(stream):  # type: ignore[type-var]
                     async for chunk in stream:
                         if isinstance(chunk, TextDelta):
                             if "llm_ttft_ms" not in turn.metrics:
-                                turn.metrics["llm_ttft_ms"] = (
-                                    time.monotonic() - requested_at
-                                ) * 1000
+                                first_at = time.monotonic()
+                                if spec is not None and spec.first_token_at is not None:
+                                    first_at = spec.first_token_at
+                                turn.metrics["llm_ttft_ms"] = (first_at - requested_at) * 1000
                             step_text.append(chunk.text)
                             for sentence in chunker.push(chunk.text):
                                 await self._queue_sentence(
@@ -584,7 +1191,7 @@ class CallSession:
             if "llm_ttft_ms" not in turn.metrics:
                 # A tool-call-only response: its first token is the first tool-call delta.
                 turn.metrics["llm_ttft_ms"] = (time.monotonic() - requested_at) * 1000
-            await self._run_tools(turn, "".join(step_text), done.tool_calls)
+            await self._run_tools(turn, "".join(step_text), done.tool_calls, speech_queue)
         await self._emit(
             "error",
             turn.index,
@@ -599,8 +1206,13 @@ class CallSession:
         await self._emit("llm.route", turn.index, step=step, **route)
 
     async def _run_tools(
-        self, turn: TurnState, text: str, calls: tuple[ToolCallRequest, ...]
+        self,
+        turn: TurnState,
+        text: str,
+        calls: tuple[ToolCallRequest, ...],
+        speech_queue: asyncio.Queue[str | None],
     ) -> None:
+        turn.tools_ran = True
         self.history.append(
             {
                 "role": "assistant",
@@ -623,7 +1235,9 @@ class CallSession:
                 name=call.name,
                 arguments=_maybe_json(call.arguments),
             )
-            result = await self.tools.run(turn=turn.index, call=call)
+            result = await self._run_tool_with_filler(
+                turn, call, said=bool(text), queue=speech_queue
+            )
             await self._emit(
                 "tool.result",
                 turn.index,
@@ -637,17 +1251,45 @@ class CallSession:
                 {"role": "tool", "tool_call_id": call.id, "content": result.content}
             )
 
+    async def _run_tool_with_filler(
+        self,
+        turn: TurnState,
+        call: ToolCallRequest,
+        *,
+        said: bool,
+        queue: asyncio.Queue[str | None],
+    ) -> ToolResult:
+        """Run one tool call; if it is still running after ``filler_after_ms``, say the
+        filler line (once per turn, and not when the LLM said something before calling)."""
+        tt = self.turn_taking
+        run = asyncio.ensure_future(self.tools.run(turn=turn.index, call=call))
+        try:
+            if tt.filler_text and not said and not turn.filler_said and not self.settings.text_only:
+                finished, _ = await asyncio.wait({run}, timeout=tt.filler_after_ms / 1000)
+                if not finished:
+                    turn.filler_said = True
+                    await self._queue_sentence(turn, tt.filler_text, queue, None, filler=True)
+            return await run
+        finally:
+            if not run.done():
+                run.cancel()  # the reply was cancelled (barge-in, hang-up)
+
     async def _queue_sentence(
         self,
         turn: TurnState,
         sentence: str,
         speech_queue: asyncio.Queue[str | None],
-        requested_at: float,
+        requested_at: float | None,
+        *,
+        filler: bool = False,
     ) -> None:
-        if "first_chunk_ms" not in turn.metrics:
+        if requested_at is not None and "first_chunk_ms" not in turn.metrics:
             turn.metrics["first_chunk_ms"] = (time.monotonic() - requested_at) * 1000
         turn.agent_text = f"{turn.agent_text} {sentence}".strip()
-        await self._emit("agent.text", turn.index, text=sentence)
+        if filler:
+            await self._emit("agent.text", turn.index, text=sentence, filler=True)
+        else:
+            await self._emit("agent.text", turn.index, text=sentence)
         speech_queue.put_nowait(sentence)
 
     async def _speak(self, turn: TurnState, speech_queue: asyncio.Queue[str | None]) -> None:
@@ -664,13 +1306,15 @@ class CallSession:
                 await self._emit("agent.done", turn.index, spoken_text=turn.spoken_text)
             return
         tts = self.tts
+        frame_bytes = tts.sample_rate_hz * self.settings.frame_ms // 1000 * BYTES_PER_SAMPLE
         pacer = _Pacer(
-            frame_bytes=tts.sample_rate_hz * self.settings.frame_ms // 1000 * BYTES_PER_SAMPLE,
+            frame_bytes=frame_bytes,
             frame_s=self.settings.frame_ms / 1000,
             lead_s=self.settings.audio_lead_ms / 1000,
         )
+        self._pacer = pacer
         while (sentence := await speech_queue.get()) is not None:
-            segment = _Segment(text=sentence)
+            segment = _Segment(text=sentence, frame_bytes=frame_bytes)
             self._segments.append(segment)
             try:
                 await self._speak_sentence(turn, tts, segment, pacer)
@@ -699,9 +1343,15 @@ class CallSession:
                         fatal=False,
                     )
         # Wait until the caller has heard the last frame: barge-in stays possible till then.
-        remaining = pacer.play_at - time.monotonic()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
+        while True:
+            await self._send_held(turn, pacer)
+            remaining = pacer.play_at - time.monotonic()
+            if remaining <= 0 and not pacer.paused and not pacer.replay:
+                break
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+        if pacer.underrun_s:
+            turn.metrics["audio_underrun_ms"] = pacer.underrun_s * 1000
         turn.spoken_text = " ".join(s.text for s in self._segments if s.bytes_sent)
         if pacer.speaking:
             await self._emit("agent.done", turn.index, spoken_text=turn.spoken_text)
@@ -709,33 +1359,78 @@ class CallSession:
     async def _speak_sentence(
         self, turn: TurnState, tts: TTS, segment: _Segment, pacer: _Pacer
     ) -> None:
-        """Synthesize one sentence and send it frame by frame. Raises :class:`TTSError`."""
+        """Synthesize one sentence and send it frame by frame. Raises :class:`TTSError`.
+
+        Synthesis runs ahead of the real-time sending (a reader task drains the TTS stream as
+        fast as it comes), so the sentence's length is known early — that is what tells how
+        much of it a caller heard when they cut in — and a vendor stream is never throttled.
+        """
         requested_at = time.monotonic()
+        chunks: asyncio.Queue[bytes | TTSError | None] = asyncio.Queue()
+        reader = self._spawn(self._synthesize(tts, segment, chunks), name="tts-reader")
         first = True
-        produced = 0
         pending = b""
         frame_bytes = pacer.frame_bytes
-        # aclosing: a barge-in stops the TTS request now, not at garbage collection.
-        audio = tts.synthesize(segment.text)
-        async with contextlib.aclosing(audio):  # type: ignore[type-var]
-            async for pcm in audio:
+        try:
+            while (item := await chunks.get()) is not None:
+                if isinstance(item, TTSError):
+                    raise item
                 if first:
                     first = False
                     turn.metrics.setdefault("tts_ttfb_ms", (time.monotonic() - requested_at) * 1000)
-                produced += len(pcm)
-                pending += pcm
+                pending += item
                 while len(pending) >= frame_bytes:
                     frame, pending = pending[:frame_bytes], pending[frame_bytes:]
                     await self._send_frame(turn, segment, frame, pacer)
-        if pending:  # the sentence's tail, padded to a whole frame with silence
-            tail = pending + bytes(frame_bytes - len(pending))
-            await self._send_frame(turn, segment, tail, pacer)
-        segment.bytes_total = produced
+            if pending:  # the sentence's tail, padded to a whole frame with silence
+                tail = pending + bytes(frame_bytes - len(pending))
+                await self._send_frame(turn, segment, tail, pacer)
+        finally:
+            if not reader.done():
+                reader.cancel()  # a barge-in stops the TTS request now
+
+    async def _synthesize(
+        self, tts: TTS, segment: _Segment, out: asyncio.Queue[bytes | TTSError | None]
+    ) -> None:
+        """Read the whole TTS stream of one sentence into ``out`` (then ``None``)."""
+        produced = 0
+        try:
+            # aclosing: a cancel stops the TTS request now, not at garbage collection.
+            audio = tts.synthesize(segment.text)
+            async with contextlib.aclosing(audio):  # type: ignore[type-var]
+                async for pcm in audio:
+                    produced += len(pcm)
+                    out.put_nowait(pcm)
+            segment.bytes_total = produced
+        except TTSError as exc:
+            out.put_nowait(exc)
+        finally:
+            out.put_nowait(None)
+
+    async def _send_held(self, turn: TurnState, pacer: _Pacer) -> None:
+        """Wait out a pause, then send the frames it held back (in their order)."""
+        while pacer.paused or pacer.replay:
+            if pacer.paused:
+                await pacer.resumed.wait()
+                continue
+            frame, segment = pacer.replay.popleft()
+            await self._send_frame_now(turn, segment, frame, pacer)
 
     async def _send_frame(
         self, turn: TurnState, segment: _Segment, frame: bytes, pacer: _Pacer
     ) -> None:
+        if pacer.paused or pacer.replay:
+            await self._send_held(turn, pacer)
+        await self._send_frame_now(turn, segment, frame, pacer)
+
+    async def _send_frame_now(
+        self, turn: TurnState, segment: _Segment, frame: bytes, pacer: _Pacer
+    ) -> None:
         now = time.monotonic()
+        if pacer.restart:
+            pacer.restart = False
+        elif pacer.speaking and now > pacer.play_at + _UNDERRUN_TOLERANCE_S:
+            pacer.underrun_s += now - pacer.play_at  # the caller's buffer ran dry
         pacer.play_at = max(pacer.play_at, now)  # an underrun: playback restarts now
         if not pacer.speaking:
             pacer.speaking = True
@@ -744,13 +1439,17 @@ class CallSession:
                 self._ttfa_ms[turn.index] = turn.metrics["ttfa_ms"]
             await self._emit("agent.speaking", turn.index)
         await self.audio.send_audio(frame)
+        play_at = pacer.play_at
         if self.recorder is not None:
-            self.recorder.agent(frame, at_ms=(pacer.play_at - self._t0) * 1000)
-        if segment.first_play_at is None:
-            segment.first_play_at = pacer.play_at
-        segment.bytes_sent += len(frame)
-        pacer.play_at += pacer.frame_s
-        segment.last_play_end = pacer.play_at
+            self.recorder.agent(frame, at_ms=(play_at - self._t0) * 1000)
+        if self.echo_gate is not None:
+            self.echo_gate.agent_frame(frame, play_at=play_at)
+        segment.play_times.append(play_at)
+        recent = pacer.recent
+        recent.append((play_at, frame, segment))
+        while recent and recent[0][0] < now - 2 * pacer.lead_s - pacer.frame_s:
+            recent.popleft()  # played long ago: a pause can no longer need it
+        pacer.play_at = play_at + pacer.frame_s
         turn.agent_audio_ms += pacer.frame_s * 1000
         ahead = pacer.play_at - time.monotonic() - pacer.lead_s
         if ahead > 0:
@@ -758,32 +1457,34 @@ class CallSession:
 
     async def _finish_reply(self, turn: TurnState) -> None:
         self._responding = None
+        barge = self._barge
+        if barge is not None and barge.turn_index == turn.index:
+            if barge.timer is not None:
+                barge.timer.cancel()
+            self._barge = None
         await self._end_turn(turn)
 
-    # ------------------------------------------------------------------ barge-in
+    # ------------------------------------------------------------------ interruption
 
     def _heard_text(self, now: float) -> str:
         """What the caller heard by ``now``: whole chunks played, plus the played words of the
         chunk cut off (in proportion to its audio played)."""
         heard: list[str] = []
+        frame_s = self.settings.frame_ms / 1000
         for seg in self._segments:
-            if seg.first_play_at is None or seg.first_play_at >= now:
+            if not seg.play_times or seg.play_times[0] >= now:
                 break
-            if (
+            played = bisect.bisect_left(seg.play_times, now)  # frames started before now
+            whole = (
                 seg.bytes_total is not None
-                and seg.last_play_end is not None
-                and seg.last_play_end <= now
-            ):
+                and played == len(seg.play_times)
+                and seg.play_times[-1] + frame_s <= now
+            )
+            if whole:
                 heard.append(seg.text)
                 continue
             total = seg.bytes_total or seg.bytes_sent
-            played_s = now - seg.first_play_at
-            sent_s = (seg.last_play_end or now) - seg.first_play_at
-            fraction = (
-                0.0
-                if total == 0 or sent_s <= 0
-                else min(1.0, played_s / sent_s) * (seg.bytes_sent / total)
-            )
+            fraction = 0.0 if total == 0 else min(1.0, played * seg.frame_bytes / total)
             words = seg.text.split()
             heard_words = words[: int(len(words) * fraction)]
             if heard_words:
@@ -791,26 +1492,31 @@ class CallSession:
             break
         return " ".join(heard)
 
-    async def _interrupt(self, *, reason: str) -> None:
+    async def _cancel_reply_tasks(self) -> None:
+        for task in (self._reply_task, self._speaker_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _interrupt(self, *, reason: str, at: float | None = None) -> None:
+        """Cut the reply in progress; the caller heard it up to ``at`` (default: now)."""
         turn = self._responding
         task = self._reply_task
         if turn is None or task is None or task.done():
             return
-        now = time.monotonic()
+        now = time.monotonic() if at is None else at
         spoken = (
             " ".join(s.text for s in self._segments)
             if self.settings.text_only
             else self._heard_text(now)
         )
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        # The speaker runs beside the reply task (the LLM may still be streaming): stop it too.
-        speaker = self._speaker_task
-        if speaker is not None and not speaker.done():
-            speaker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await speaker
+        # The speaker runs beside the reply task (the LLM may still be streaming): stop both.
+        await self._cancel_reply_tasks()
+        await self._discard_speculation(turn)
+        pacer = self._pacer
+        if pacer is not None and pacer.underrun_s:
+            turn.metrics["audio_underrun_ms"] = pacer.underrun_s * 1000
         if self.recorder is not None:
             # The caller's client drops the audio it had queued: so does the recording.
             self.recorder.agent_cut(at_ms=(now - self._t0) * 1000)
@@ -823,12 +1529,13 @@ class CallSession:
         await self._emit("interrupted", turn.index, spoken_text=spoken, reason=reason)
         self._responding = None
         self._reply_task = None
+        self._pacer = None
         await self._end_turn(turn)
 
     # ------------------------------------------------------------------ events
 
     async def _end_turn(self, turn: TurnState) -> None:
-        if turn.ended:
+        if turn.ended or not turn.announced:
             return
         turn.ended = True
         metrics = {k: round(v, 1) for k, v in turn.metrics.items()}
@@ -848,6 +1555,9 @@ class CallSession:
             metrics=metrics,
             usage=dict(turn.usage),
             routing=list(turn.routes),
+            end_of_turn=turn.end_of_turn,
+            pauses=turn.pauses,
+            resumed=list(turn.resumed),
         )
 
     async def _emit(self, type_: str, turn: int, **data: Any) -> None:

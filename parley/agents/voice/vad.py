@@ -236,9 +236,10 @@ class StreamingVAD:
     Audio of any even length is buffered into 512-sample windows (32 ms). Per window:
 
     - Not speaking: the first window with probability ``>= threshold`` opens a candidate at
-      its start. Windows ``>= threshold`` add 32 ms to the candidate's speech; windows
-      between the two thresholds keep it alive; ``min_silence_ms`` of windows below
-      ``neg_threshold`` drop it. Once the candidate holds ``min_speech_ms`` of speech a
+      its start and emits ``speech_onset``. Windows ``>= threshold`` add 32 ms to the
+      candidate's speech; windows between the two thresholds keep it alive;
+      ``min_silence_ms`` of windows below ``neg_threshold`` drop it with
+      ``speech_onset_cancelled``. Once the candidate holds ``min_speech_ms`` of speech a
       ``speech_start`` is emitted whose ``audio_ms`` is the candidate's start, not the
       confirmation point (which is at least ``min_speech_ms`` later).
     - Speaking: windows ``>= neg_threshold`` are speech. After ``min_silence_ms`` of windows
@@ -343,14 +344,12 @@ class StreamingVAD:
             for i in range(n_windows):
                 window = samples[i * WINDOW_SAMPLES : (i + 1) * WINDOW_SAMPLES]
                 probability = self._model.probability(window)
-                event = self._step(probability, at=at)
-                if event is not None:
-                    events.append(event)
+                events.extend(self._step(probability, at=at))
             return events
 
     # -------------------------------------------------------------- internals
 
-    def _step(self, probability: float, *, at: float) -> VADEvent | None:
+    def _step(self, probability: float, *, at: float) -> tuple[VADEvent, ...]:
         """Advance the state machine by one window; called with ``_lock`` held."""
         s = self.settings
         start_ms = self._windows_done * WINDOW_MS
@@ -360,9 +359,11 @@ class StreamingVAD:
 
         if not self._speaking:
             if probability >= s.threshold:
+                onset: tuple[VADEvent, ...] = ()
                 if self._candidate_start_ms is None:
                     self._candidate_start_ms = start_ms
                     self._candidate_speech_ms = 0.0
+                    onset = (VADEvent("speech_onset", start_ms, at, probability),)
                 self._candidate_speech_ms += WINDOW_MS
                 self._silence_ms = 0.0
                 if self._candidate_speech_ms >= s.min_speech_ms:
@@ -370,21 +371,25 @@ class StreamingVAD:
                     self._utterance_start_ms = self._candidate_start_ms
                     self._last_speech_end_ms = end_ms
                     self._candidate_start_ms = None
-                    return VADEvent(
+                    start = VADEvent(
                         "speech_start",
                         audio_ms=self._utterance_start_ms,
                         at=at,
                         probability=probability,
                     )
-            elif self._candidate_start_ms is not None:
+                    return (*onset, start)
+                return onset
+            if self._candidate_start_ms is not None:
                 if probability < self._exit_threshold:
                     self._silence_ms += WINDOW_MS
                     if self._silence_ms >= s.min_silence_ms:
+                        dropped = self._candidate_start_ms
                         self._candidate_start_ms = None
                         self._silence_ms = 0.0
+                        return (VADEvent("speech_onset_cancelled", dropped, at, probability),)
                 else:
                     self._silence_ms = 0.0
-            return None
+            return ()
 
         if probability >= self._exit_threshold:
             self._silence_ms = 0.0
@@ -392,10 +397,27 @@ class StreamingVAD:
         else:
             self._silence_ms += WINDOW_MS
             if self._silence_ms >= s.min_silence_ms:
-                return self._end(probability, at=at, forced=False)
+                return (self._end(probability, at=at, forced=False),)
         if end_ms - self._utterance_start_ms >= s.max_utterance_ms:
-            return self._end(probability, at=at, forced=True)
-        return None
+            return (self._end(probability, at=at, forced=True),)
+        return ()
+
+    def end_speech(self, *, at: float) -> VADEvent | None:
+        """End the current utterance now (the platform decided the turn is over, e.g. on the
+        STT's ``speech_final``), so that the caller's next words make a new ``speech_start``.
+
+        Returns the ``speech_end`` event (``audio_ms`` at the end of the last speech window),
+        or ``None`` when not speaking.
+        """
+        with self._lock:
+            if not self._speaking:
+                return None
+            return self._end(self._last_probability, at=at, forced=False)
+
+    @property
+    def silence_ms(self) -> float:
+        """Trailing silence analysed so far in the current utterance (0 when not speaking)."""
+        return self._silence_ms if self._speaking else 0.0
 
     def _end(self, probability: float, *, at: float, forced: bool) -> VADEvent:
         self._speaking = False

@@ -60,8 +60,25 @@ CARDS = (
     Card(
         "turn_taking",
         "Turn-taking",
-        "When the caller's turn ends and how much speech counts as a turn.",
-        ("vad_threshold", "min_speech_ms", "endpointing_ms", "pre_roll_ms", "max_utterance_ms"),
+        "When the caller's turn ends, how much speech counts as a turn, and what may "
+        "interrupt the agent (docs/turn-taking.md).",
+        (
+            "vad_threshold",
+            "min_speech_ms",
+            "endpointing_ms",
+            "unfinished_endpointing_ms",
+            "pause_ms",
+            "stt_end_of_turn",
+            "speculative_start",
+            "pre_roll_ms",
+            "max_utterance_ms",
+            "barge_in",
+            "backchannel_words",
+            "false_interruption_ms",
+            "echo_gate",
+            "filler_text",
+            "filler_after_ms",
+        ),
     ),
     Card(
         "widget",
@@ -109,6 +126,10 @@ UNITS = {
     "deepgram_endpointing_ms": "ms",
     "deepgram_utterance_end_ms": "ms",
     "max_tool_steps": "LLM calls",
+    "unfinished_endpointing_ms": "ms",
+    "pause_ms": "ms",
+    "false_interruption_ms": "ms",
+    "filler_after_ms": "ms",
 }
 
 #: Help text for fields whose model field has none.
@@ -159,6 +180,8 @@ class AgentForm(forms.ModelForm):
             ),
             "stt_keyterms": forms.Textarea(attrs={"rows": 3}),
             "greeting": forms.TextInput(),
+            "backchannel_words": forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+            "filler_text": forms.TextInput(),
         }
         labels = {
             "tts_voice": "Offline voice",
@@ -181,6 +204,16 @@ class AgentForm(forms.ModelForm):
             "elevenlabs_voice_id": "ElevenLabs voice id",
             "elevenlabs_model_id": "ElevenLabs model",
             "elevenlabs_latency": "ElevenLabs latency mode",
+            "unfinished_endpointing_ms": "Silence after an unfinished sentence",
+            "pause_ms": "Pause",
+            "stt_end_of_turn": "STT may end the turn",
+            "speculative_start": "Speculative start",
+            "barge_in": "Callers can interrupt",
+            "backchannel_words": "Backchannels",
+            "false_interruption_ms": "False-interruption window",
+            "echo_gate": "Echo gate",
+            "filler_text": "Filler line",
+            "filler_after_ms": "Filler after",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ Caller audio in these tests is a simple code: a frame whose first sample is non-
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from parley.agents.voice.messages import (
 from parley.agents.voice.session import CallSession, SessionSettings
 from parley.agents.voice.stt.base import STT, STTStream
 from parley.agents.voice.tts.base import TTS, TTSError
+from parley.agents.voice.turns import TurnTakingSettings
 
 #: The events of one answered caller turn, in the order they must come (others may interleave).
 TURN_EVENT_ORDER = (
@@ -47,6 +49,11 @@ def in_turn_order(types: list[str]) -> bool:
     positions = [types.index(kind) for kind in TURN_EVENT_ORDER]
     return positions == sorted(positions)
 
+
+#: End of turn as soon as the final transcript is in (no silence to wait for, no speculation).
+IMMEDIATE_TURNS = TurnTakingSettings(
+    endpointing_ms=0, unfinished_endpointing_ms=0, pause_ms=0, speculative_start=False
+)
 
 SPEECH_FRAME = struct.pack("<h", 1000) * 320  # 20 ms at 16 kHz
 SILENCE_FRAME = bytes(640)
@@ -78,6 +85,17 @@ class FakeVAD:
             self.speaking, self._run = False, 0
             return [VADEvent("speech_end", self._last_speech_end_ms, at)]
         return []
+
+    @property
+    def silence_ms(self) -> float:
+        """Trailing silence of the utterance in progress (0 when not speaking)."""
+        return self.audio_ms - self._last_speech_end_ms if self.speaking else 0.0
+
+    def end_speech(self, *, at: float) -> VADEvent | None:
+        if not self.speaking:
+            return None
+        self.speaking, self._run = False, 0
+        return VADEvent("speech_end", self._last_speech_end_ms, at)
 
 
 class FakeSTTStream(STTStream):
@@ -265,13 +283,20 @@ async def run_session(
     fallback_tts: FakeTTS | None = None,
     tools: FakeTools | None = None,
     llm_token_delay_s: float = 0.0,
+    turn_taking: TurnTakingSettings | None = None,
 ) -> Harness:
-    """Build and start a session on fakes (``audio_lead_ms=0`` keeps pacing exact)."""
+    """Build and start a session on fakes (``audio_lead_ms=0`` keeps pacing exact).
+
+    ``turn_taking`` defaults to :data:`IMMEDIATE_TURNS`: the fake VAD's speech end is the
+    end of turn once the final transcript is in (fake audio is pushed faster than real time).
+    """
     recorder = Recorder()
     stt = FakeSTT(list(transcripts))
     llm = FakeLLM(responses, token_delay_s=llm_token_delay_s)
     tts = tts or FakeTTS()
     tools = tools or FakeTools()
+    settings = settings or SessionSettings(system_prompt="You are a test agent.", audio_lead_ms=0)
+    settings = dataclasses.replace(settings, turn_taking=turn_taking or IMMEDIATE_TURNS)
     session = CallSession(
         vad=FakeVAD(),  # type: ignore[arg-type]
         stt=stt,
@@ -280,8 +305,7 @@ async def run_session(
         tools=tools,
         events=recorder,
         audio=recorder,
-        settings=settings
-        or SessionSettings(system_prompt="You are a test agent.", audio_lead_ms=0),
+        settings=settings,
         fallback_tts=fallback_tts,
     )
     await session.start()

@@ -95,8 +95,15 @@ def _noise(name: str) -> bytes:
     return load_wav_resampled(NOISE / name, sample_rate_hz=RATE)
 
 
-def _run(pcm: bytes, settings: VADSettings | None = None) -> list[VADEvent]:
-    return StreamingVAD(settings).process(pcm, at=0.0)
+BOUNDARIES = ("speech_start", "speech_end")
+
+
+def _run(
+    pcm: bytes, settings: VADSettings | None = None, *, onsets: bool = False
+) -> list[VADEvent]:
+    """The speech boundaries (and onsets, if asked) of ``pcm`` pushed in one piece."""
+    events = StreamingVAD(settings).process(pcm, at=0.0)
+    return [e for e in events if onsets or e.kind in BOUNDARIES]
 
 
 def _assert_alternating(events: list[VADEvent]) -> None:
@@ -123,13 +130,16 @@ class ScriptedModel:
         self.resets += 1
 
 
-def _scripted(probabilities: list[float], **settings: float) -> list[tuple[str, float, float]]:
-    """Run the state machine one window per push (``at`` = window index)."""
+def _scripted(
+    probabilities: list[float], *, onsets: bool = False, **settings: float
+) -> list[tuple[str, float, float]]:
+    """Run the state machine one window per push (``at`` = window index); the speech
+    boundaries only, unless ``onsets``."""
     vad = StreamingVAD(VADSettings(**settings), model=ScriptedModel(probabilities))
     events = []
     for i in range(len(probabilities)):
         events += vad.process(bytes(WINDOW_BYTES), at=float(i))
-    return [(e.kind, e.audio_ms, e.at) for e in events]
+    return [(e.kind, e.audio_ms, e.at) for e in events if onsets or e.kind in BOUNDARIES]
 
 
 # ---------------------------------------------------------------- settings
@@ -198,6 +208,37 @@ def test_speech_end_is_the_end_of_the_last_speech_window() -> None:
     ]
 
 
+def test_onset_comes_with_the_first_speech_window_and_a_dropped_candidate_is_cancelled() -> None:
+    # Onset at the first window >= threshold (index 2, its start 64 ms), long before the start.
+    events = _scripted([0.1] * 2 + [0.9] * 9, onsets=True)
+    assert events == [("speech_onset", 2 * WINDOW_MS, 2.0), ("speech_start", 2 * WINDOW_MS, 9.0)]
+    # A 3-window burst then min_silence_ms of silence: an onset, then its cancellation.
+    events = _scripted([0.9] * 3 + [0.1] * 16, onsets=True)
+    assert events == [("speech_onset", 0.0, 0.0), ("speech_onset_cancelled", 0.0, 18.0)]
+    # Windows inside a candidate make no second onset; speech makes none until it ends.
+    events = _scripted([0.9] * 3 + [0.4] * 3 + [0.9] * 10 + [0.1] * 16 + [0.9], onsets=True)
+    assert [e[0] for e in events] == [
+        "speech_onset",
+        "speech_start",
+        "speech_end",
+        "speech_onset",
+    ]
+
+
+def test_end_speech_ends_the_utterance_now() -> None:
+    vad = StreamingVAD(model=ScriptedModel([0.9] * 10 + [0.1] * 3 + [0.9] * 9))
+    assert vad.end_speech(at=0.0) is None  # not speaking
+    vad.process(bytes(12 * WINDOW_BYTES), at=1.0)
+    assert vad.speaking and vad.silence_ms == 2 * WINDOW_MS
+    end = vad.end_speech(at=2.0)
+    assert end is not None and (end.kind, end.audio_ms, end.at) == ("speech_end", 320.0, 2.0)
+    assert not vad.speaking and vad.silence_ms == 0.0
+    # The caller's next words are a new utterance.
+    events = vad.process(bytes(10 * WINDOW_BYTES), at=3.0)
+    assert [e.kind for e in events] == ["speech_onset", "speech_start"]
+    assert events[1].audio_ms == 13 * WINDOW_MS
+
+
 def test_short_pause_does_not_end_speech() -> None:
     events = _scripted([0.9] * 10 + [0.1] * 15 + [0.9] * 5 + [0.1] * 16)
     assert [e[:2] for e in events] == [("speech_start", 0.0), ("speech_end", 30 * WINDOW_MS)]
@@ -207,8 +248,10 @@ def test_max_utterance_forces_an_end_and_speech_restarts() -> None:
     vad = StreamingVAD(VADSettings(max_utterance_ms=1000), model=ScriptedModel([0.9] * 40))
     events = vad.process(bytes(40 * WINDOW_BYTES), at=1.0)
     assert [(e.kind, e.audio_ms, e.forced) for e in events] == [
+        ("speech_onset", 0.0, False),
         ("speech_start", 0.0, False),
         ("speech_end", 32 * WINDOW_MS, True),  # first window end >= 1000 ms
+        ("speech_onset", 32 * WINDOW_MS, False),
         ("speech_start", 32 * WINDOW_MS, False),
     ]
     assert vad.speaking
@@ -225,8 +268,12 @@ def test_event_at_is_that_of_the_push_completing_the_window() -> None:
     events = []
     for i, frame in enumerate(split_frames(bytes(8 * WINDOW_BYTES), frame_bytes=640)):
         events += vad.process(frame, at=100.0 + i)
-    # Window 8 ends at byte 8192, inside the 13th 640-byte push (index 12).
-    assert [(e.kind, e.at, e.probability) for e in events] == [("speech_start", 112.0, 0.9)]
+    # Window 1 ends at byte 1024, inside the 2nd push (index 1); window 8 ends at byte 8192,
+    # inside the 13th 640-byte push (index 12).
+    assert [(e.kind, e.at, e.probability) for e in events] == [
+        ("speech_onset", 101.0, 0.9),
+        ("speech_start", 112.0, 0.9),
+    ]
 
 
 def test_properties_and_reset() -> None:
@@ -406,7 +453,7 @@ def test_max_utterance_forces_an_end_on_the_19_s_clip() -> None:
 @pytest.mark.asyncio
 async def test_streaming_20_ms_pushes_equal_one_big_push() -> None:
     pcm = _speech("jfk_ask_not") + silence(1000, sample_rate_hz=RATE)
-    whole = _run(pcm)
+    whole = _run(pcm, onsets=True)
     vad = StreamingVAD()
     streamed: list[VADEvent] = []
     for i, frame in enumerate(split_frames(pcm, frame_bytes=INPUT_FRAME_BYTES)):
@@ -428,4 +475,5 @@ async def test_concurrent_pushes_keep_their_order() -> None:
     frames = split_frames(pcm, frame_bytes=INPUT_FRAME_BYTES)
     results = await asyncio.gather(*(vad.push(f, at=float(i)) for i, f in enumerate(frames)))
     events = [e for batch in results for e in batch]
-    assert [(e.kind, e.audio_ms) for e in events] == [(e.kind, e.audio_ms) for e in _run(pcm)]
+    expected = _run(pcm, onsets=True)
+    assert [(e.kind, e.audio_ms) for e in events] == [(e.kind, e.audio_ms) for e in expected]

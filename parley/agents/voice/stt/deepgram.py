@@ -429,6 +429,7 @@ class DeepgramStream(STTStream):
                 text=text,
                 is_final=bool(message.is_final),
                 speech_final=speech_final and bool(message.is_final),
+                from_finalize=from_finalize and bool(message.is_final),
                 confidence=best.confidence if best else None,
                 start_ms=round(start_s * 1000, 1),
                 end_ms=round(end_s * 1000, 1),
