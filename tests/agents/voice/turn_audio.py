@@ -9,6 +9,7 @@ turn, false interruption, filler) runs as in a call.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,6 +177,12 @@ class Call:
 
     def ended(self, turn: int) -> SessionEvent:
         return next(e for e in self.of("turn.ended") if e.turn == turn)
+
+    def audio_s_at(self, event: SessionEvent) -> float:
+        """How much caller audio (s) had been pushed when ``event`` was emitted: a position on
+        the audio's own clock, whatever the machine's speed (each push is processed before
+        the next frame's slot)."""
+        return bisect.bisect_right(self.pushed_at, self.wall(event)) * FRAME_S
 
     def at_stream_s(self, seconds: float) -> float:
         """The monotonic time the caller frame holding stream second ``seconds`` was pushed."""
