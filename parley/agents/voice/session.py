@@ -212,6 +212,24 @@ class _Segment:
         return len(self.play_times) * self.frame_bytes
 
 
+@dataclass
+class _Engine:
+    """The TTS speaking the current reply (switches to the fallback when it fails)."""
+
+    tts: TTS
+
+
+@dataclass
+class _Synthesis:
+    """One sentence being synthesized: its segment, the reader task and its audio queue."""
+
+    segment: _Segment
+    tts: TTS | None = None
+    chunks: asyncio.Queue[bytes | TTSError | None] | None = None
+    reader: asyncio.Task[None] | None = None
+    requested_at: float = 0.0
+
+
 @dataclass(slots=True)
 class _Pacer:
     """Real-time pacing state of one reply's audio (times are ``time.monotonic()``).
@@ -943,6 +961,10 @@ class CallSession:
                     )
                 reason = "utterance_end" if turn.utterance_end else "stt_speech_final"
                 await self._commit_turn(turn, reason=reason)
+            elif early and turn.stt_speech_final and tt.speculative_start:
+                # The STT's final is in but the VAD still hears the tail of the speech: the
+                # answer can start now (most often the turn ends a few windows later).
+                await self._speculate(turn, text)
             return
         if turn.onset_pending:
             return
@@ -1305,43 +1327,35 @@ class CallSession:
             if self._segments:
                 await self._emit("agent.done", turn.index, spoken_text=turn.spoken_text)
             return
-        tts = self.tts
-        frame_bytes = tts.sample_rate_hz * self.settings.frame_ms // 1000 * BYTES_PER_SAMPLE
+        frame_bytes = self.tts.sample_rate_hz * self.settings.frame_ms // 1000 * BYTES_PER_SAMPLE
         pacer = _Pacer(
             frame_bytes=frame_bytes,
             frame_s=self.settings.frame_ms / 1000,
             lead_s=self.settings.audio_lead_ms / 1000,
         )
         self._pacer = pacer
-        while (sentence := await speech_queue.get()) is not None:
-            segment = _Segment(text=sentence, frame_bytes=frame_bytes)
-            self._segments.append(segment)
-            try:
-                await self._speak_sentence(turn, tts, segment, pacer)
-            except TTSError as exc:
-                turn.error = f"tts: {exc}"
-                await self._emit(
-                    "error", turn.index, code="tts_error", message=str(exc), fatal=False
-                )
-                fallback = self.fallback_tts
-                if fallback is None or tts is fallback:
-                    continue
-                tts = fallback
-                await self._emit(
-                    "tts.fallback", turn.index, provider=fallback.name, failed=self.tts.name
-                )
-                if segment.bytes_sent:
-                    continue  # part of it was heard: go on with the next sentence
+        engine = _Engine(self.tts)
+        # Sentence k+1 is synthesized while sentence k is being sent: its TTFB is hidden
+        # behind k's playback instead of becoming a gap. Two at a time at most (vendors
+        # limit concurrent requests).
+        jobs: asyncio.Queue[_Synthesis | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(2)
+        feeder = self._spawn(
+            self._feed_synthesis(speech_queue, jobs, slots, engine, frame_bytes),
+            name=f"tts-feeder-{turn.index}",
+        )
+        try:
+            while (job := await jobs.get()) is not None:
+                self._segments.append(job.segment)
                 try:
-                    await self._speak_sentence(turn, tts, segment, pacer)
-                except TTSError as fallback_exc:
-                    await self._emit(
-                        "error",
-                        turn.index,
-                        code="tts_error",
-                        message=str(fallback_exc),
-                        fatal=False,
-                    )
+                    await self._send_synthesis(turn, job, pacer, engine)
+                finally:
+                    slots.release()
+        finally:
+            feeder.cancel()
+            while not jobs.empty():
+                if (left := jobs.get_nowait()) is not None and left.reader is not None:
+                    left.reader.cancel()
         # Wait until the caller has heard the last frame: barge-in stays possible till then.
         while True:
             await self._send_held(turn, pacer)
@@ -1356,28 +1370,85 @@ class CallSession:
         if pacer.speaking:
             await self._emit("agent.done", turn.index, spoken_text=turn.spoken_text)
 
-    async def _speak_sentence(
-        self, turn: TurnState, tts: TTS, segment: _Segment, pacer: _Pacer
+    async def _feed_synthesis(
+        self,
+        speech_queue: asyncio.Queue[str | None],
+        jobs: asyncio.Queue[_Synthesis | None],
+        slots: asyncio.Semaphore,
+        engine: _Engine,
+        frame_bytes: int,
     ) -> None:
-        """Synthesize one sentence and send it frame by frame. Raises :class:`TTSError`.
+        """Start synthesizing each queued sentence once a slot is free and the previous
+        sentence's audio has all arrived (one request at a time: one warm connection, and
+        vendors limit concurrent requests; synthesis is faster than real time, so it still
+        runs well ahead of playback)."""
+        previous: _Synthesis | None = None
+        while (sentence := await speech_queue.get()) is not None:
+            await slots.acquire()
+            if previous is not None and previous.reader is not None:
+                await asyncio.wait({previous.reader})
+            job = _Synthesis(segment=_Segment(text=sentence, frame_bytes=frame_bytes))
+            self._synthesis_start(job, engine.tts)
+            jobs.put_nowait(job)
+            previous = job
+        jobs.put_nowait(None)
+
+    def _synthesis_start(self, job: _Synthesis, tts: TTS) -> None:
+        job.tts = tts
+        job.chunks = asyncio.Queue()
+        job.requested_at = time.monotonic()
+        job.reader = self._spawn(self._synthesize(tts, job.segment, job.chunks), name="tts-reader")
+
+    async def _send_synthesis(
+        self, turn: TurnState, job: _Synthesis, pacer: _Pacer, engine: _Engine
+    ) -> None:
+        """Send one sentence's audio. When the TTS fails, the rest of the reply is spoken by
+        ``fallback_tts`` (the offline engine), starting with the failed sentence if none of
+        its audio went out."""
+        try:
+            await self._send_sentence(turn, job, pacer)
+            return
+        except TTSError as exc:
+            turn.error = f"tts: {exc}"
+            await self._emit("error", turn.index, code="tts_error", message=str(exc), fatal=False)
+        fallback = self.fallback_tts
+        if fallback is None or job.tts is fallback:
+            return
+        if engine.tts is not fallback:
+            engine.tts = fallback
+            await self._emit(
+                "tts.fallback", turn.index, provider=fallback.name, failed=self.tts.name
+            )
+        if job.segment.bytes_sent:
+            return  # part of it was heard: go on with the next sentence
+        self._synthesis_start(job, fallback)
+        try:
+            await self._send_sentence(turn, job, pacer)
+        except TTSError as fallback_exc:
+            await self._emit(
+                "error", turn.index, code="tts_error", message=str(fallback_exc), fatal=False
+            )
+
+    async def _send_sentence(self, turn: TurnState, job: _Synthesis, pacer: _Pacer) -> None:
+        """Send one synthesized sentence frame by frame, paced. Raises :class:`TTSError`.
 
         Synthesis runs ahead of the real-time sending (a reader task drains the TTS stream as
         fast as it comes), so the sentence's length is known early — that is what tells how
         much of it a caller heard when they cut in — and a vendor stream is never throttled.
         """
-        requested_at = time.monotonic()
-        chunks: asyncio.Queue[bytes | TTSError | None] = asyncio.Queue()
-        reader = self._spawn(self._synthesize(tts, segment, chunks), name="tts-reader")
+        assert job.chunks is not None and job.reader is not None
+        segment = job.segment
         first = True
         pending = b""
         frame_bytes = pacer.frame_bytes
         try:
-            while (item := await chunks.get()) is not None:
+            while (item := await job.chunks.get()) is not None:
                 if isinstance(item, TTSError):
                     raise item
                 if first:
                     first = False
-                    turn.metrics.setdefault("tts_ttfb_ms", (time.monotonic() - requested_at) * 1000)
+                    ttfb_ms = (time.monotonic() - job.requested_at) * 1000
+                    turn.metrics.setdefault("tts_ttfb_ms", ttfb_ms)
                 pending += item
                 while len(pending) >= frame_bytes:
                     frame, pending = pending[:frame_bytes], pending[frame_bytes:]
@@ -1386,8 +1457,8 @@ class CallSession:
                 tail = pending + bytes(frame_bytes - len(pending))
                 await self._send_frame(turn, segment, tail, pacer)
         finally:
-            if not reader.done():
-                reader.cancel()  # a barge-in stops the TTS request now
+            if not job.reader.done():
+                job.reader.cancel()  # a barge-in stops the TTS request now
 
     async def _synthesize(
         self, tts: TTS, segment: _Segment, out: asyncio.Queue[bytes | TTSError | None]

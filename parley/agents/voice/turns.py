@@ -127,21 +127,27 @@ class TurnTakingSettings:
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
-#: Words after which an English sentence cannot end: conjunctions, prepositions, articles,
-#: possessive and demonstrative determiners, auxiliaries and the copula, the infinitive "to",
-#: subject pronouns, and hesitation fillers.
+#: Words after which an English sentence (practically) cannot end: conjunctions,
+#: prepositions that are not also verb particles ("log in", "turn it on" end sentences),
+#: articles and possessives that never stand alone, subject contractions, hesitations.
+#: Left out on purpose because complete answers end with them: auxiliaries ("yes I do",
+#: "I will"), object pronouns ("thank you"), demonstratives ("I want this"), "so" ("I think
+#: so"), "that", "before"/"after", "while".
 _CONTINUATION_WORDS = frozenset(
     """
-    and or but nor so because since although though unless until while whereas if whether
-    than that which who whom whose where when
-    of to for with in on at by from into onto about over under between through during
-    after before without within against toward towards via per as
-    a an the my your his her its our their this these those some any every each no
-    is are was were be been being am do does did have has had will would can could should
-    shall may might must
-    i we you he she they it i'm we're you're he's she's they're it's that's there's
+    and or but nor because although though unless until whereas if whether than
+    of to for with from into onto at by between without within against toward towards via
+    per as during
+    a an the my your our their its every
+    i i'm we're you're he's she's they're it's that's there's
     um uh er erm uhm hm
     """.split()
+)
+#: The copula ends a sentence after a pronoun or wh-word ("than he was", "yes it is", "that's
+#: what it is") but not after a noun ("my order number is ...", "the address is ...").
+_COPULAS = frozenset({"is", "are", "was", "were"})
+_COPULA_SUBJECTS = frozenset(
+    "i you he she it we they this that these those there here what who where which one".split()
 )
 _TRAILING_MARKS = (",", ";", ":", "-", "–", "—", "...", "…")
 
@@ -157,8 +163,8 @@ def transcript_unfinished(text: str) -> bool:
 
     The cheap heuristic of issue 8: the transcript ends with a continuation mark
     (``,`` ``;`` ``:`` a dash or an ellipsis, as a punctuating STT writes a pause inside a
-    sentence) or with a word after which an English sentence cannot end (a conjunction,
-    preposition, article, determiner, auxiliary, subject pronoun or "um"). A question or
+    sentence) or with a word after which an English sentence cannot end (a conjunction, a
+    preposition, an article or possessive, "is"/"was" after a noun, "um"). A question or
     exclamation mark means finished (questions strand prepositions: "Who is it for?"); a
     full stop proves nothing (punctuating STTs end every final with one). Empty text is not
     unfinished.
@@ -169,7 +175,12 @@ def transcript_unfinished(text: str) -> bool:
     if stripped.endswith(_TRAILING_MARKS):
         return True
     words = normalize_words(stripped)
-    return bool(words) and words[-1] in _CONTINUATION_WORDS
+    if not words:
+        return False
+    last = words[-1]
+    if last in _COPULAS:
+        return len(words) == 1 or words[-2] not in _COPULA_SUBJECTS
+    return last in _CONTINUATION_WORDS
 
 
 class BackchannelMatcher:

@@ -492,3 +492,35 @@ async def test_playback_report_gives_ttfa_at_the_callers_ear() -> None:
     assert (
         types.index("agent.speaking") < types.index("playback.started") < types.index("turn.ended")
     )
+
+
+class SlowStartTTS(FakeTTS):
+    """200 ms before the first audio of each sentence (a cloud TTFB), then instant."""
+
+    async def synthesize(self, text: str):  # type: ignore[override]  # noqa: ANN201
+        await asyncio.sleep(0.2)
+        async for chunk in super().synthesize(text):
+            yield chunk
+
+
+async def test_the_next_sentence_is_synthesized_during_the_current_one_so_no_gap() -> None:
+    # Each sentence's TTS takes 200 ms to start, more than the 120 ms of audio sent ahead:
+    # synthesized only after the previous one was sent, every boundary would be a gap.
+    reply = "The first sentence is here. The second sentence follows. And a third one ends it."
+    h = await run_session(
+        transcripts=["tell me"],
+        responses=[text_response(reply)],
+        tts=SlowStartTTS(),
+        settings=SessionSettings(system_prompt="test", audio_lead_ms=120),
+    )
+    await h.say()
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    assert h.tts.texts == [
+        "The first sentence is here.",
+        "The second sentence follows.",
+        "And a third one ends it.",
+    ]
+    metrics = h.recorder.first("turn.metrics").data
+    assert "audio_underrun_ms" not in metrics, metrics
+    assert h.recorder.first("turn.ended").data["spoken_text"] == reply

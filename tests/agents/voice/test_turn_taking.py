@@ -494,9 +494,9 @@ async def test_a_retracted_reply_when_the_caller_goes_on_after_the_end_of_turn(d
     )
     dg.set_script(audio.script)
     tts = FakeTTS(chunk_delay_s=0.0)
-    slow_llm = FakeLLM(
-        [text_response("Done."), text_response("Done and sunny.")], token_delay_s=1.0
-    )
+    # The first answer's only chunk is known at the end of its stream, 2 s after the request.
+    first = [TextDelta("Done."), LLMDone(finish_reason="stop")]
+    slow_llm = FakeLLM([first, text_response("Done and sunny.")], token_delay_s=1.0)
     call = await start_call(dg, llm=slow_llm, tts=tts, dg_endpointing_ms=None)
     await call.speak(audio)
     await call.wait_for(lambda c: c.of("agent.done"), timeout_s=20)
