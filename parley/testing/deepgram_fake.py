@@ -17,7 +17,9 @@ connection's audio. An idle connection (no audio, ``KeepAlive`` or ``Finalize`` 
 ``idle_timeout_s`` of wall time, default 10 s like Deepgram) is closed 1011, reason
 ``NET-0001``. With a reference recording (:meth:`FakeDeepgram.set_reference_audio`) each
 connection locates its audio in it, so a client that reconnects mid-recording gets only the
-later words, timed from its own start.
+later words, timed from its own start; with ``realign_after_silence_ms`` it locates it again
+after every long silence, so one connection can carry a caller's several utterances, each cut
+from the recording, with pauses of any length between them.
 """
 
 from __future__ import annotations
@@ -170,6 +172,11 @@ def _r(seconds: float) -> float:
     return round(seconds, 6)
 
 
+def _constant(frame: bytes) -> bool:
+    """Whether every sample of a PCM16 frame is the same (digital silence)."""
+    return frame == frame[:2] * (len(frame) // 2)
+
+
 class _Transcriber:
     """Turns one connection's audio, as it arrives, into Deepgram messages. No I/O, no clocks.
 
@@ -193,12 +200,27 @@ class _Transcriber:
     equal is looked up in the reference at an even byte offset; ``offset_s = (reference
     position - frame position) / 32000``. Words with ``start_s >= offset_s - 0.01`` are
     reported, shifted by ``-offset_s``. Until then nothing is evaluated; then the rules catch up.
+
+    Re-alignment (``realign_s``, needs a reference): once ``realign_s`` of constant frames
+    follow the last word and every started word is final, the words not yet started are
+    forgotten; the next non-constant frame is looked up again (first after the previous match,
+    else anywhere) and the script words from that reference position on are placed at the new
+    offset. One connection can so play several utterances of one reference recording with
+    any amount of silence between them, as a caller's turns are.
     """
 
     def __init__(
-        self, opts: _Options, script: Sequence[ScriptWord], reference: bytes | None, rid: str
+        self,
+        opts: _Options,
+        script: Sequence[ScriptWord],
+        reference: bytes | None,
+        rid: str,
+        realign_s: float | None = None,
     ) -> None:
         self._opts, self._reference = opts, reference
+        self._realign_s = realign_s if reference is not None else None
+        self._quiet_s = 0.0  # constant audio since the last non-constant frame (s)
+        self._ref_cursor = 0  # reference byte position after the last match
         self._script = sorted(script, key=lambda w: w.start_s)
         self._bytes = self._done = 0  # received; evaluated up to
         self._frame, self._frame_at = bytearray(), 0  # partial alignment frame, its position
@@ -227,13 +249,28 @@ class _Transcriber:
         """Take an audio chunk; return the messages it triggers."""
         self._bytes += len(chunk)
         self._sha.update(chunk)
-        if self.offset_s is None:
-            self._locate(chunk)
         out: list[Message] = []
-        while self.offset_s is not None and self._done < self._bytes:
-            self._done = min(self._bytes, (self._done // _FRAME + 1) * _FRAME)
-            self._step(self._done / BYTES_PER_S, out)
+        if self.offset_s is None or self._realign_s is not None:
+            self._frame += chunk
+            while len(self._frame) >= _FRAME:
+                frame = bytes(self._frame[:_FRAME])
+                del self._frame[:_FRAME]
+                at, self._frame_at = self._frame_at, self._frame_at + _FRAME
+                if self.offset_s is None:
+                    self._locate(frame, at)
+                else:
+                    self._realign(frame, at)
+                self._evaluate(at + _FRAME, out)
+            if self._realign_s is None and self.offset_s is not None:
+                self._frame.clear()  # located: frames are no longer looked at
+        self._evaluate(self._bytes, out)
         return out
+
+    def _evaluate(self, upto: int, out: list[Message]) -> None:
+        """Run the rules at every 20 ms of audio up to byte ``upto`` (once located)."""
+        while self.offset_s is not None and self._done < upto:
+            self._done = min(upto, (self._done // _FRAME + 1) * _FRAME)
+            self._step(self._done / BYTES_PER_S, out)
 
     def finalize(self) -> list[Message]:
         """``Finalize``: one ``from_finalize`` final with every unfinalized started word."""
@@ -254,25 +291,54 @@ class _Transcriber:
         metadata["model_info"] = {self._model_uuid: dict(self._model_info)}
         return [*out, metadata]
 
-    def _locate(self, chunk: bytes) -> None:
+    def _locate(self, frame: bytes, at: int) -> None:
+        """First alignment: place the script from the first locatable frame at byte ``at``."""
+        if _constant(frame):
+            return  # silence: cannot be located
+        pos = self._find(frame)
+        if pos is not None:
+            self._place((pos - at) / BYTES_PER_S)
+        elif not self._warned:
+            self._warned = True
+            logger.warning("audio frame at byte %d is not in the reference audio", at)
+
+    def _realign(self, frame: bytes, at: int) -> None:
+        """Re-alignment after ``realign_s`` of silence (class docstring)."""
+        assert self._realign_s is not None
+        settled = self._finalized >= self._started  # every started word is final
+        if _constant(frame):
+            self._quiet_s += _FRAME / BYTES_PER_S
+            if self._quiet_s + _EPS >= self._realign_s and settled:
+                del self._words[self._started :]  # placed again where the audio resumes
+            return
+        quiet, self._quiet_s = self._quiet_s, 0.0
+        if quiet + _EPS < self._realign_s or not settled:
+            return
+        pos = self._find(frame)
+        if pos is None:
+            logger.warning("audio frame at byte %d is not in the reference audio", at)
+            return
+        offset_s = (pos - at) / BYTES_PER_S
+        self.offset_s = _r(offset_s)
+        from_s = pos / BYTES_PER_S - 0.01
+        self._words += [
+            ScriptWord(w.word, _r(w.start_s - offset_s), _r(w.end_s - offset_s), w.punctuated)
+            for w in self._script
+            if w.start_s >= from_s
+        ]
+
+    def _find(self, frame: bytes) -> int | None:
+        """Even byte position of ``frame`` in the reference: the first after the previous
+        match, else the first anywhere; None if it is not there."""
         assert self._reference is not None
-        self._frame += chunk
-        while len(self._frame) >= _FRAME:
-            frame = bytes(self._frame[:_FRAME])
-            del self._frame[:_FRAME]
-            at, self._frame_at = self._frame_at, self._frame_at + _FRAME
-            if frame == frame[:2] * (_FRAME // 2):
-                continue  # constant (silence): cannot be located
-            pos = self._reference.find(frame)
+        for start in (self._ref_cursor, 0):
+            pos = self._reference.find(frame, start)
             while pos >= 0 and pos % 2:
                 pos = self._reference.find(frame, pos + 1)
             if pos >= 0:
-                self._place((pos - at) / BYTES_PER_S)
-                self._frame.clear()
-                return
-            if not self._warned:
-                self._warned = True
-                logger.warning("audio frame at byte %d is not in the reference audio", at)
+                self._ref_cursor = pos + len(frame)
+                return pos
+        return None
 
     def _place(self, offset_s: float) -> None:
         self.offset_s = _r(offset_s)
@@ -483,8 +549,13 @@ class FakeDeepgram:
     ``connections``: every accepted WebSocket (:class:`FakeConnection`); ``rejections``: every
     refused handshake as ``(status, err_code)``. The script and reference audio are the only
     state shared between connections (a connection takes both when it opens).
-    ``result_delay_ms`` delays every server message, order kept, to mimic Deepgram's latency;
+    ``result_delay_ms`` delays every server message, order kept, to mimic Deepgram's latency
+    (a ``speech_final`` arrives ``endpointing`` ms of audio after the last word's end plus
+    ``result_delay_ms`` of wall time; a ``Finalize`` answer ``result_delay_ms`` after it);
     ``idle_timeout_s`` is wall time; ``interim_every_ms``/``silence_final_every_ms`` audio time.
+    ``realign_after_silence_ms``: with reference audio, a connection locates its audio in the
+    reference again after this much digital silence (see :class:`_Transcriber`), so one
+    connection can carry several utterances of the reference separated by any silence.
     Raises ValueError on negative or zero timings.
     """
 
@@ -498,15 +569,18 @@ class FakeDeepgram:
         idle_timeout_s: float = 10.0,
         interim_every_ms: float = 200.0,
         silence_final_every_ms: float = 1000.0,
+        realign_after_silence_ms: float | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         if (
             result_delay_ms < 0
             or min(idle_timeout_s, interim_every_ms, silence_final_every_ms) <= 0
+            or (realign_after_silence_ms is not None and realign_after_silence_ms <= 0)
         ):
             raise ValueError("result_delay_ms must be >= 0 and the other timings > 0")
         self.api_key = api_key
         self.result_delay_ms = result_delay_ms
+        self.realign_after_silence_ms = realign_after_silence_ms
         self.idle_timeout_s = idle_timeout_s
         self.interim_every_ms = interim_every_ms
         self.silence_final_every_ms = silence_final_every_ms
@@ -599,7 +673,10 @@ class FakeDeepgram:
         ws.headers["dg-request-id"] = rid
         await ws.prepare(request)
         headers = {name.lower(): value for name, value in request.headers.items()}
-        transcriber = _Transcriber(opts, self._script, self._reference, rid)
+        realign = self.realign_after_silence_ms
+        transcriber = _Transcriber(
+            opts, self._script, self._reference, rid, None if realign is None else realign / 1000
+        )
         conn = FakeConnection(rid, params, headers, offset_s=transcriber.offset_s)
         self.connections.append(conn)
         session = _Session(self, conn, ws, request.transport, transcriber)

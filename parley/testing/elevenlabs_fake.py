@@ -11,7 +11,12 @@ needing the ``xi-api-key`` header (else 401 ``{"detail": {"status": "invalid_api
 
 Error bodies are ``{"detail": {"status": <code>, "message": ...}}``. Requests and sockets are
 recorded (:class:`TTSRequest`, :class:`StreamInputSession`); faults for the HTTP stream are
-injected with ``fail_next``, ``break_after_bytes`` and ``stall_next``.
+injected with ``fail_next``, ``break_after_bytes``, ``stall_next`` and ``drop_next``.
+
+Connections behave like a vendor's front end: an idle keep-alive connection is closed after
+``keepalive_timeout_s``, and the first response on a new TCP connection waits
+``new_connection_ms`` more (the TCP + TLS handshake a real client pays, which a loopback
+connection does not).
 """
 
 from __future__ import annotations
@@ -148,7 +153,8 @@ class TTSRequest(_Record):
     ``host:port``; ``status``: the HTTP status answered; ``first_byte_at``: first audio
     written. ``bytes_sent``: audio bytes written, of ``total_bytes`` for the whole text.
     ``completed``: the stream ended normally; ``cancelled``: the client went away first;
-    ``aborted``: cut by ``break_after_bytes``; ``stall_s``: injected extra delay (s).
+    ``aborted``: the fake cut the connection (``break_after_bytes``, or ``drop_next``: then
+    ``status`` is None and nothing was answered); ``stall_s``: injected extra delay (s).
     """
 
     text: str | None = None
@@ -197,7 +203,10 @@ class FakeElevenLabs:
     ``ttfb_ms``: delay before the first audio byte of each generation. ``chunk_ms``: audio per
     streamed chunk (every chunk but a generation's last has ``round(rate * chunk_ms / 1000)``
     samples). ``speed``: pacing as a multiple of real time (0 or None: as fast as possible).
-    ``voices``: if given, the only voice ids accepted. Binds ``host`` on an ephemeral port.
+    ``voices``: if given, the only voice ids accepted. ``keepalive_timeout_s``: an idle
+    keep-alive connection is closed after this long (aiohttp's default, 75 s).
+    ``new_connection_ms``: extra delay of the first response on each new TCP connection.
+    Binds ``host`` on an ephemeral port.
     """
 
     def __init__(
@@ -208,10 +217,16 @@ class FakeElevenLabs:
         chunk_ms: float = 40,
         speed: float | None = 8.0,
         voices: set[str] | frozenset[str] | None = None,
+        keepalive_timeout_s: float = 75.0,
+        new_connection_ms: float = 0.0,
         host: str = "127.0.0.1",
     ) -> None:
         if ttfb_ms < 0 or chunk_ms <= 0 or (speed is not None and speed < 0):
             raise ValueError("need ttfb_ms >= 0, chunk_ms > 0 and speed >= 0 (or None)")
+        if keepalive_timeout_s <= 0 or new_connection_ms < 0:
+            raise ValueError("need keepalive_timeout_s > 0 and new_connection_ms >= 0")
+        self.keepalive_timeout_s = keepalive_timeout_s
+        self.new_connection_ms = new_connection_ms
         self.api_key = api_key
         self.ttfb_ms = ttfb_ms
         self.chunk_ms = chunk_ms
@@ -222,6 +237,7 @@ class FakeElevenLabs:
         self.model_list_hits = 0
         #: ``host:port`` of every client connection that carried at least one request.
         self.peers: set[str] = set()
+        self._new_peers: set[str] = set()  # connections whose first response is still due
         self._host = host
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -229,6 +245,7 @@ class FakeElevenLabs:
         self._fail_count = 0
         self._break_after: int | None = None
         self._stall_s = 0.0
+        self._drop_count = 0
 
     @property
     def url(self) -> str:
@@ -262,6 +279,12 @@ class FakeElevenLabs:
         """One-shot: the next audio stream waits ``seconds`` more before its first byte."""
         self._stall_s = seconds
 
+    def drop_next(self, count: int = 1) -> None:
+        """Close the connection of the next ``count`` authorised TTS streaming requests without
+        answering, as a server does that closes an idle keep-alive connection just as a
+        request arrives on it."""
+        self._drop_count = count
+
     async def wait_for(self, predicate: Callable[[], bool], *, timeout_s: float = 5.0) -> bool:
         """Poll ``predicate()`` every 5 ms until true (True) or ``timeout_s`` passed (False)."""
         deadline = time.monotonic() + timeout_s
@@ -278,7 +301,11 @@ class FakeElevenLabs:
         app.router.add_get("/v1/text-to-speech/{voice_id}/stream-input", self._stream_input)
         # handler_cancellation: a client that goes away cancels its handler at once.
         runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
+            app,
+            handler_cancellation=True,
+            shutdown_timeout=1.0,
+            access_log=None,
+            keepalive_timeout=self.keepalive_timeout_s,
         )
         await runner.setup()
         try:
@@ -306,8 +333,17 @@ class FakeElevenLabs:
     def _note_peer(self, request: web.Request) -> str:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         name = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if name not in self.peers:
+            self._new_peers.add(name)
         self.peers.add(name)
         return name
+
+    async def _handshake(self, peer: str) -> None:
+        """The first response on a new connection pays ``new_connection_ms`` (once)."""
+        if peer in self._new_peers:
+            self._new_peers.discard(peer)
+            if self.new_connection_ms:
+                await asyncio.sleep(self.new_connection_ms / 1000.0)
 
     def _basics(self, request: web.Request) -> dict[str, Any]:
         """The :class:`_Record` fields every request has."""
@@ -359,8 +395,9 @@ class FakeElevenLabs:
 
     async def _models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``: a JSON list of model objects; every hit counts."""
-        self._note_peer(request)
+        peer = self._note_peer(request)
         self.model_list_hits += 1
+        await self._handshake(peer)
         try:
             self._check_key(request.headers.get("xi-api-key"))
         except _ApiError as exc:
@@ -387,6 +424,13 @@ class FakeElevenLabs:
         """
         rec = TTSRequest(**self._basics(request))
         self.requests.append(rec)
+        if self._drop_count > 0 and request.headers.get("xi-api-key") == self.api_key:
+            self._drop_count -= 1
+            rec.aborted, rec.ended_at = True, time.monotonic()
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPServiceUnavailable  # never written: the connection is gone
+        await self._handshake(rec.peer)
         try:
             text, rate = await self._parse_stream_request(request, rec)
         except _ApiError as exc:
@@ -491,6 +535,7 @@ class FakeElevenLabs:
         """
         session = StreamInputSession(**self._basics(request))
         self.sessions.append(session)
+        await self._handshake(session.peer)
         header_key = request.headers.get("xi-api-key")
         try:
             if header_key is not None:

@@ -465,3 +465,37 @@ async def test_deepgram_sdk_talks_to_the_fake() -> None:
         assert conn.headers["authorization"] == f"Token {KEY}"
         assert conn.controls == ["KeepAlive", "Finalize", "CloseStream"]
         assert conn.closed_by == "server" and conn.close_code == 1000
+
+
+async def test_realignment_after_silence_places_each_utterance_where_it_is_played() -> None:
+    # Two utterances of one recording, played with pauses unlike the recording's.
+    one, two = noise(1000, seed=3), noise(1000, seed=4)
+    reference = one + silence(500) + two
+    script = script_from_text("Alpha beta.", 0.2, 0.8) + script_from_text("Gamma delta.", 1.7, 2.3)
+    query = f"{LINEAR16}&punctuate=true&endpointing=300"
+    async with FakeDeepgram(
+        script=script, reference_audio=reference, realign_after_silence_ms=400
+    ) as dg:
+        async with connect(dg, query) as ws:
+            await send_audio(ws, silence(200) + one + silence(3000) + two + silence(1000))
+            await ws.send(json.dumps({"type": "CloseStream"}))
+            spoken = [m for m in finals(await read_all(ws)) if transcript(m)]
+    assert [transcript(m) for m in spoken] == ["Alpha beta.", "Gamma delta."]
+    assert all(m["speech_final"] for m in spoken)
+    # "gamma" starts 0.2 s into the second utterance, which is played from 4.2 s on.
+    assert words(spoken[0])[0] == ("alpha", 0.4, 0.7)
+    assert words(spoken[1]) == [("gamma", 4.4, 4.7), ("delta", 4.7, 5.0)]
+    assert dg.connections[0].offset_s == pytest.approx(1.5 - 4.2)
+
+
+async def test_without_realignment_a_longer_pause_misplaces_the_second_utterance() -> None:
+    one, two = noise(1000, seed=3), noise(1000, seed=4)
+    reference = one + silence(500) + two
+    script = script_from_text("Alpha beta.", 0.2, 0.8) + script_from_text("Gamma delta.", 1.7, 2.3)
+    async with FakeDeepgram(script=script, reference_audio=reference) as dg:
+        async with connect(dg, f"{LINEAR16}&punctuate=true") as ws:
+            await send_audio(ws, one + silence(3000) + two)
+            await ws.send(json.dumps({"type": "CloseStream"}))
+            spoken = [m for m in finals(await read_all(ws)) if transcript(m)]
+    # The second utterance's words are "heard" in the pause, where the recording has them.
+    assert words(spoken[-1])[0] == ("gamma", 1.7, 2.0)

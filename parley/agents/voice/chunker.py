@@ -3,7 +3,8 @@
 TTS sounds natural when it gets whole sentences, but waiting for the whole reply costs
 latency. :class:`SentenceChunker` takes the LLM's text deltas as they stream and hands out
 each chunk as soon as its end is certain; the first chunk of a reply may be cut early at a
-clause boundary so that speech starts sooner.
+clause boundary ("Sure," "Yes,") so that speech starts sooner, and every later chunk is a
+whole sentence.
 
 The output depends only on the text, never on how it was split into deltas: every decision
 looks at a bounded amount of text after the candidate boundary and waits for it to arrive.
@@ -47,27 +48,47 @@ _RULE = re.compile(r"^[ \t]*([-*_=])\1{2,}[ \t]*$")
 class ChunkerSettings:
     """Length limits of :class:`SentenceChunker`, in characters of the cleaned chunk.
 
-    - ``first_chunk_min_chars=20``: the first chunk of a reply may end at a clause boundary
-      (``,`` ``;`` ``:`` followed by whitespace, ``—``, or a spaced ``-``/``–``) once it is
-      this long, so TTS can start before the first sentence is complete.
+    - ``first_chunk_min_chars=4``: the first chunk of a reply ends at its first clause
+      boundary (``,`` ``;`` ``:`` followed by whitespace, ``—``, or a spaced ``-``/``–``) or
+      sentence end once it is this long, so TTS starts on an opener ("Sure,", "Yes,",
+      "Okay.") instead of the whole first sentence. Later chunks are whole sentences.
+      Measured with bench/ttfa.py (the LLM simulator's replies, one word every 34 ms): the
+      first chunk of "Sure, I can help. Can I have your full name or patient ID?" goes to
+      TTS 34 ms after the first token instead of 136 ms with the previous default (20), and
+      when each chunk is synthesized as soon as it is emitted, every next chunk of those
+      replies is ready before the one playing ends. "No,", "So," and "Hi," (3) stay with
+      their sentence: a one-word opener covers only ~10 words of generation at 34 ms per
+      token, and the next chunk is a whole sentence ("Yes," then a 16-word sentence leaves a
+      pause of ~250 ms after "Yes," even then).
+    - ``first_chunk_max_words=None``: when set, a first chunk that has this many words and
+      no boundary yet is cut after its last word, mid-phrase. Off by default: on the
+      simulator's "I can help with appointments, lab results, ..." 2 words ("I can" |
+      "help with ...") would save 102 ms of the 170 ms the first comma costs, but the next
+      sentence is then not ready before "I can" has played in 18 of 29 replies even with
+      look-ahead synthesis, and it splits names ("Dr. Sarah" | "Johnson ..."); 3 words save
+      68 ms and still cut mid-phrase ("I can help" | "with appointments, ...").
     - ``min_chunk_chars=10``: a sentence shorter than this is not sent alone but merged into
-      the next one; 10 is the minimum sentence length of "Building Enterprise Realtime Voice
+      the next one (the first chunk's sentences need only ``first_chunk_min_chars`` when that
+      is smaller); 10 is the minimum sentence length of "Building Enterprise Realtime Voice
       Agents from Scratch" (Salesforce AI Research), §4.5 "The Sentence Buffer".
     - ``max_chunk_chars=250``: text that reaches this length without a boundary is cut at
       its last whitespace (or hard at the limit if there is none), bounding TTS latency.
 
     Raises:
-        ValueError: ``min_chunk_chars`` < 1, ``first_chunk_min_chars`` < 1, or either minimum
-            above ``max_chunk_chars``.
+        ValueError: ``min_chunk_chars`` < 1, ``first_chunk_min_chars`` < 1,
+            ``first_chunk_max_words`` < 1, or either minimum above ``max_chunk_chars``.
     """
 
-    first_chunk_min_chars: int = 20
+    first_chunk_min_chars: int = 4
+    first_chunk_max_words: int | None = None
     min_chunk_chars: int = 10
     max_chunk_chars: int = 250
 
     def __post_init__(self) -> None:
         if self.min_chunk_chars < 1 or self.first_chunk_min_chars < 1:
             raise ValueError("chunk minimums must be at least 1 character")
+        if self.first_chunk_max_words is not None and self.first_chunk_max_words < 1:
+            raise ValueError("first_chunk_max_words must be at least 1 (or None)")
         if max(self.min_chunk_chars, self.first_chunk_min_chars) > self.max_chunk_chars:
             raise ValueError(
                 f"max_chunk_chars ({self.max_chunk_chars}) must be at least min_chunk_chars "
@@ -92,8 +113,9 @@ class SentenceChunker:
     - A line break is a boundary (paragraphs and list items are separate chunks).
     - A chunk shorter than ``min_chunk_chars`` is not emitted; its text merges forward into
       the next chunk.
-    - Only for the first chunk of a reply: a clause boundary once the chunk has
-      ``first_chunk_min_chars``.
+    - Only for the first chunk of a reply: a clause boundary, or a sentence end, once the
+      chunk has ``first_chunk_min_chars``; with ``first_chunk_max_words``, also the
+      whitespace after that many words.
     - ``max_chunk_chars`` forces a cut at the last whitespace.
 
     Chunks are cleaned for speech: list markers, headings, horizontal rules, ``*`` and
@@ -182,10 +204,18 @@ class SentenceChunker:
             ends = self._is_sentence_end(i, end, eof=eof)
             if ends is None:
                 return None
-            return (end if ends else None), end, s.min_chunk_chars
+            shortest = s.min_chunk_chars
+            if self._first:
+                shortest = min(shortest, s.first_chunk_min_chars)
+            return (end if ends else None), end, shortest
         if c == "\n":
             return i + 1, i + 1, s.min_chunk_chars
         if not self._first:
+            return None, i + 1, 0
+        if c in " \t" and s.first_chunk_max_words is not None and i and not buf[i - 1].isspace():
+            words = len(_clean(buf[:i], line_start=self._line_start).split())
+            if words >= s.first_chunk_max_words:
+                return i, i + 1, s.first_chunk_min_chars
             return None, i + 1, 0
         if c == "—":
             return i + 1, i + 1, s.first_chunk_min_chars

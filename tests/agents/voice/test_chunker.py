@@ -154,8 +154,8 @@ def test_closing_quotes_and_brackets_stay_with_their_sentence(text: str, chunks:
 
 
 def test_short_fragments_merge_forward() -> None:
-    assert _whole("Sure. I can book that for you now.") == ["Sure. I can book that for you now."]
-    assert _whole("Ok. Yes. Fine. Good. Now the long sentence ends here.") == [
+    assert _whole("I can book that. Ok. Yes. Fine. Good. Now the long sentence ends here.") == [
+        "I can book that.",
         "Ok. Yes. Fine.",
         "Good. Now the long sentence ends here.",
     ]
@@ -167,12 +167,51 @@ def test_short_fragments_merge_forward() -> None:
     ]
 
 
-def test_first_chunk_cut_early_at_a_clause_boundary() -> None:
-    text = "Thanks for waiting, I found your appointment, and it is on Monday, at noon."
-    # "Thanks for waiting," has 19 chars, under first_chunk_min_chars: the next comma cuts.
+# ---------------------------------------------------------------- the first chunk
+
+
+def test_first_chunk_ends_at_the_opener_of_the_simulators_reply() -> None:
+    # The LLM simulator's reply when it needs a name; streamed as it streams it.
+    text = "Sure, I can help. Can I have your full name or patient ID?"
+    assert _pieces(_words(text)) == [
+        "Sure,",
+        "I can help.",
+        "Can I have your full name or patient ID?",
+    ]
+    chunker = SentenceChunker()
+    assert chunker.push("Sure,") == []  # a comma ends it only once whitespace follows
+    assert chunker.push(" I") == ["Sure,"]  # one token later, not four
+
+
+@pytest.mark.parametrize(
+    ("text", "chunks"),
+    [
+        ("Yes, sure, okay, done.", ["Yes,", "sure, okay, done."]),
+        ("Okay. I moved it to Monday.", ["Okay.", "I moved it to Monday."]),
+        ("Of course! Let me look.", ["Of course!", "Let me look."]),
+        # Under four characters the opener stays with its sentence.
+        ("No, not today. Sorry.", ["No, not today.", "Sorry."]),
+        ("Ok. I moved it to Monday.", ["Ok. I moved it to Monday."]),
+    ],
+)
+def test_first_chunk_min_chars_applies_to_clauses_and_sentences(
+    text: str, chunks: list[str]
+) -> None:
+    assert _whole(text) == chunks
+
+
+def test_only_the_first_chunk_is_cut_early_later_chunks_are_whole_sentences() -> None:
+    text = "Thanks for waiting, I found your appointment, and it is on Monday, at noon. "
+    text += "Dr. Patel, the cardiologist, will see you: bring your card; arrive early."
     assert _whole(text) == [
-        "Thanks for waiting, I found your appointment,",
-        "and it is on Monday, at noon.",  # later chunks are whole sentences
+        "Thanks for waiting,",
+        "I found your appointment, and it is on Monday, at noon.",
+        "Dr. Patel, the cardiologist, will see you: bring your card; arrive early.",
+    ]
+    # A reply whose first sentence has no clause mark goes out whole.
+    assert _whole("Let me check that for you. One moment.") == [
+        "Let me check that for you.",
+        "One moment.",
     ]
 
 
@@ -195,10 +234,31 @@ def test_no_clause_cut_inside_numbers_or_before_min_length() -> None:
         "That is 1,000 points or 10:30 today,",
         "right now.",
     ]
-    assert _whole("Yes, sure, okay, done.") == ["Yes, sure, okay, done."]
+    assert _whole("Yes, sure, okay, done.", ChunkerSettings(first_chunk_min_chars=20)) == [
+        "Yes, sure, okay, done."
+    ]
     assert _whole("Ranges like 10-20 and 5–6 stay whole.") == [
         "Ranges like 10-20 and 5–6 stay whole."
     ]
+
+
+def test_first_chunk_max_words_cuts_after_that_many_words_without_a_boundary() -> None:
+    two = ChunkerSettings(first_chunk_max_words=2)
+    text = "I can help with appointments, lab results and referrals. What do you need?"
+    assert _pieces(_words(text), two) == [
+        "I can",
+        "help with appointments, lab results and referrals.",  # never cut by words again
+        "What do you need?",
+    ]
+    # A boundary within the words wins; markup and list markers are not words.
+    assert _whole("Sure, I can help with that.", two) == ["Sure,", "I can help with that."]
+    assert _whole("- **Your** appointment is on Monday.", two) == [
+        "Your appointment",
+        "is on Monday.",
+    ]
+    chunker = SentenceChunker(two)
+    assert chunker.push("I can") == []  # "can" may go on ("candidate"): wait for a space
+    assert chunker.push(" help") == ["I can"]
 
 
 def test_max_chunk_chars_cuts_at_the_last_space() -> None:
@@ -248,28 +308,43 @@ def test_numbered_marker_mid_line_is_a_sentence_end() -> None:
 # ---------------------------------------------------------------- streaming
 
 
+SETTINGS = [
+    None,
+    ChunkerSettings(first_chunk_max_words=2),
+    ChunkerSettings(first_chunk_min_chars=20),
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("text", REPLIES)
-def test_character_by_character_equals_whole_text(text: str) -> None:
-    assert _pieces(list(text)) == _whole(text)
+def test_character_by_character_equals_whole_text(
+    text: str, settings: ChunkerSettings | None
+) -> None:
+    assert _pieces(list(text), settings) == _whole(text, settings)
 
 
+@pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("text", REPLIES)
-def test_word_pieces_equal_whole_text(text: str) -> None:
-    assert _pieces(_words(text)) == _whole(text)
+def test_word_pieces_equal_whole_text(text: str, settings: ChunkerSettings | None) -> None:
+    assert _pieces(_words(text), settings) == _whole(text, settings)
 
 
-def test_random_splits_equal_whole_text() -> None:
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_random_splits_equal_whole_text(settings: ChunkerSettings | None) -> None:
     rng = random.Random(20240501)
     for text in REPLIES:
         for _ in range(20):
             cuts = sorted(rng.sample(range(1, max(len(text), 2)), k=min(8, max(len(text) - 1, 0))))
             pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
-            assert _pieces(pieces) == _whole(text)
+            assert _pieces(pieces, settings) == _whole(text, settings)
 
 
+@pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("text", REPLIES)
-def test_chunks_are_stripped_non_empty_and_keep_every_word(text: str) -> None:
-    chunks = _whole(text)
+def test_chunks_are_stripped_non_empty_and_keep_every_word(
+    text: str, settings: ChunkerSettings | None
+) -> None:
+    chunks = _whole(text, settings)
     assert all(c and c == c.strip() and len(c) <= 250 for c in chunks)
     spoken = re.sub(r"[^A-Za-z]", "", "".join(chunks))
     assert spoken == re.sub(r"[^A-Za-z]", "", text)
@@ -283,10 +358,8 @@ def test_flush_ends_the_reply_and_resets() -> None:
     assert chunker.flush() == ["how can I help"]
     assert chunker.flush() == []
     # A new reply: its first chunk may again be cut at a clause boundary.
-    assert chunker.push("Of course, let me look that up for you, one moment.") == [
-        "Of course, let me look that up for you,"
-    ]
-    assert chunker.flush() == ["one moment."]
+    assert chunker.push("Of course, let me look that up for you, one moment.") == ["Of course,"]
+    assert chunker.flush() == ["let me look that up for you, one moment."]
 
 
 def test_empty_input() -> None:
@@ -302,6 +375,7 @@ def test_empty_input() -> None:
     [
         {"min_chunk_chars": 0},
         {"first_chunk_min_chars": 0},
+        {"first_chunk_max_words": 0},
         {"max_chunk_chars": 5},
         {"min_chunk_chars": 300},
     ],

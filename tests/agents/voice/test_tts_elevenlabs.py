@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import pytest
 
@@ -23,6 +24,23 @@ def make_tts(el: FakeElevenLabs, **overrides: object) -> ElevenLabsTTS:
 
 async def collect(tts: ElevenLabsTTS, text: str) -> list[bytes]:
     return [chunk async for chunk in tts.synthesize(text)]
+
+
+async def speak_turn(tts: ElevenLabsTTS, *sentences: str) -> float:
+    """Speak a reply sentence by sentence, as the session does; the first sentence's TTFB (ms)."""
+    ttfb_ms = 0.0
+    for n, sentence in enumerate(sentences):
+        started = time.monotonic()
+        audio = tts.synthesize(sentence)
+        try:
+            assert await anext(audio)
+            if n == 0:
+                ttfb_ms = (time.monotonic() - started) * 1000
+            async for _ in audio:
+                pass
+        finally:
+            await audio.aclose()
+    return ttfb_ms
 
 
 async def test_a_sentence_streams_as_pcm_24k_with_the_agents_model_and_voice() -> None:
@@ -152,6 +170,113 @@ async def test_no_first_byte_within_the_timeout_is_a_tts_error() -> None:
             await tts.aclose()
 
 
+# ---------------------------------------------------------------- kept warm between turns
+
+
+@pytest.mark.slow
+async def test_pauses_longer_than_the_default_keepalive_keep_one_connection() -> None:
+    # httpx drops idle pooled connections after 5 s by default; a caller pauses longer.
+    # A new connection costs 150 ms here (a TLS handshake to the vendor), so a reconnect
+    # would show in the TTFB of the next turn.
+    async with FakeElevenLabs(api_key=KEY, speed=0, ttfb_ms=30, new_connection_ms=150) as el:
+        tts = make_tts(el)
+        try:
+            await tts.warm()
+            ttfbs = []
+            for turn in range(3):
+                if turn:
+                    await asyncio.sleep(5.3)
+                ttfbs.append(await speak_turn(tts, "Let me check.", "You are booked for Monday."))
+        finally:
+            await tts.aclose()
+    assert el.connections_opened == 1
+    assert len(el.requests) == 6 and all(r.completed for r in el.requests)
+    assert max(ttfbs[1:]) <= ttfbs[0] + 25, ttfbs
+
+
+@pytest.mark.parametrize("keep_warm", [True, False])
+async def test_keep_warm_requests_outlast_the_vendors_idle_timeout(keep_warm: bool) -> None:
+    # The vendor (or a proxy) closes connections idle for 0.5 s; the caller pauses 1.2 s.
+    async with FakeElevenLabs(
+        api_key=KEY, speed=0, ttfb_ms=30, keepalive_timeout_s=0.5, new_connection_ms=150
+    ) as el:
+        tts = make_tts(el, keepalive_interval_s=0.2 if keep_warm else None)
+        try:
+            await tts.warm()
+            ttfbs = []
+            for turn in range(3):
+                if turn:
+                    await asyncio.sleep(1.2)
+                ttfbs.append(await speak_turn(tts, "One moment.", "Your results are in."))
+        finally:
+            await tts.aclose()
+    if keep_warm:
+        assert el.connections_opened == 1
+        assert tts.keepalive_requests >= 8 and tts.keepalive_failures == 0
+        assert el.model_list_hits == 1 + tts.keepalive_requests
+        assert max(ttfbs[1:]) <= ttfbs[0] + 25, ttfbs
+    else:
+        # Without them every turn after a pause reconnects and pays the handshake.
+        assert el.connections_opened == 3 and tts.keepalive_requests == 0
+        assert min(ttfbs[1:]) >= 30 + 150, ttfbs
+
+
+async def test_a_synthesis_during_a_keep_warm_request_reuses_its_connection() -> None:
+    # The first connection dies idle; the keep-warm request opens the next one (slowly):
+    # the sentence due meanwhile waits for it instead of opening a third, cold one.
+    async with FakeElevenLabs(
+        api_key=KEY, speed=0, keepalive_timeout_s=0.1, new_connection_ms=400
+    ) as el:
+        tts = make_tts(el, keepalive_interval_s=0.3)
+        try:
+            await tts.warm()
+            assert await el.wait_for(lambda: el.model_list_hits == 2, timeout_s=3.0)
+            assert await collect(tts, "Here it is.")
+        finally:
+            await tts.aclose()
+    assert el.connections_opened == 2
+    assert len(el.requests) == 1 and el.requests[0].completed
+
+
+async def test_closing_stops_the_keep_warm_requests() -> None:
+    async with FakeElevenLabs(api_key=KEY, speed=0) as el:
+        tts = make_tts(el, keepalive_interval_s=0.05)
+        await tts.warm()
+        assert await el.wait_for(lambda: el.model_list_hits >= 3)
+        await tts.aclose()
+        hits = el.model_list_hits
+        await asyncio.sleep(0.2)
+        assert el.model_list_hits == hits
+    running = [t for t in asyncio.all_tasks() if t.get_name().startswith("elevenlabs-keep-warm")]
+    assert running == []
+    await tts.aclose()  # idempotent
+
+
+async def test_no_keep_warm_task_without_a_request() -> None:
+    async with FakeElevenLabs(api_key=KEY, speed=0) as el:
+        tts = make_tts(el, keepalive_interval_s=0.05)
+        await asyncio.sleep(0.2)
+        await tts.aclose()
+    assert el.model_list_hits == 0 and tts.keepalive_requests == 0
+
+
+async def test_a_dead_kept_connection_is_retried_once_on_a_new_one() -> None:
+    async with FakeElevenLabs(api_key=KEY, speed=0) as el:
+        tts = make_tts(el)
+        try:
+            await tts.warm()
+            el.drop_next()  # closed as the request arrived, as an idle connection can be
+            chunks = await collect(tts, "Still here.")
+            assert b"".join(chunks) == synthetic_speech_pcm16("Still here.", 24_000)
+            el.drop_next(count=2)
+            with pytest.raises(TTSError, match="failed while speaking"):
+                await collect(tts, "Gone twice.")
+        finally:
+            await tts.aclose()
+    assert [r.aborted for r in el.requests] == [True, False, True, True]
+    assert el.requests[1].completed
+
+
 def test_settings_validate_and_keep_the_key_out_of_repr() -> None:
     settings = ElevenLabsSettings(api_key="secret-key-123", voice_id=VOICE)
     assert "secret-key-123" not in repr(settings)
@@ -160,3 +285,9 @@ def test_settings_validate_and_keep_the_key_out_of_repr() -> None:
         ElevenLabsSettings(api_key="", voice_id=VOICE)
     with pytest.raises(ValueError, match="0..4"):
         ElevenLabsSettings(api_key="k", voice_id=VOICE, optimize_streaming_latency=5)
+    assert settings.keepalive_interval_s == 15.0 and settings.keepalive_expiry_s == 300.0
+    with pytest.raises(ValueError, match="must exceed"):
+        ElevenLabsSettings(api_key="k", voice_id=VOICE, keepalive_expiry_s=10.0)
+    with pytest.raises(ValueError, match="> 0"):
+        ElevenLabsSettings(api_key="k", voice_id=VOICE, keepalive_interval_s=0)
+    assert ElevenLabsSettings(api_key="k", voice_id=VOICE, keepalive_interval_s=None)
