@@ -604,18 +604,11 @@ def bench_agent_ensure(*, llm_base_url: str, vad_silence_ms: int | None) -> Any:
     from parley.agents.models import Agent
     from parley.agents.services import agent_create, scenario_install
     from parley.agents.voice.vad import VADSettings
-    from parley.platform.fleet.models import ModelPool
+    from parley.testing.simulators import simulator_pool_ensure
 
     scenario = scenario_install(slug="hospital")
-    pool, _ = ModelPool.objects.update_or_create(
-        slug=POOL_SLUG,
-        defaults={
-            "name": "TTFA benchmark: LLM simulator process",
-            "kind": ModelPool.Kind.OPENAI_COMPATIBLE,
-            "model": "parley-simulator",
-            "base_url": llm_base_url,
-            "api_key_env": "",
-        },
+    pool = simulator_pool_ensure(
+        slug=POOL_SLUG, name="TTFA benchmark: LLM simulator process", base_url=llm_base_url
     )
     agent = Agent.objects.filter(slug=AGENT_SLUG).first()
     if agent is None:

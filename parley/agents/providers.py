@@ -241,6 +241,15 @@ def provider_keys_check(config: CallConfig, *, text_only: bool = False) -> Provi
 
 
 def _stt_build(config: CallConfig, keys: ProviderKeys) -> STT:
+    if settings.PARLEY_SIMULATED_SPEECH:  # benchmarks only (bench/concurrency.py)
+        from parley.testing import speech_sim
+
+        transcript = settings.PARLEY_SIMULATED_TRANSCRIPT or speech_sim.DEFAULT_TRANSCRIPT
+        return speech_sim.SimulatedSTT(
+            speech_sim.SimulatedSTTSettings(
+                transcripts=(transcript,), final_delay_ms=settings.PARLEY_SIMULATED_STT_DELAY_MS
+            )
+        )
     if config.stt_provider == Agent.STTProvider.DEEPGRAM:
         return DeepgramSTT(
             DeepgramSettings(
@@ -260,6 +269,11 @@ def _stt_build(config: CallConfig, keys: ProviderKeys) -> STT:
 
 
 def _tts_build(config: CallConfig, keys: ProviderKeys) -> tuple[TTS, TTS | None]:
+    if settings.PARLEY_SIMULATED_SPEECH:  # benchmarks only (bench/concurrency.py)
+        from parley.testing.speech_sim import SimulatedTTS, SimulatedTTSSettings
+
+        tts = SimulatedTTS(SimulatedTTSSettings(ttfb_ms=settings.PARLEY_SIMULATED_TTS_TTFB_MS))
+        return tts, None
     offline = EspeakTTS(
         settings=EspeakSettings(voice=config.tts_voice, rate_wpm=config.tts_rate_wpm)
     )
@@ -283,17 +297,21 @@ async def providers_build(config: CallConfig, *, text_only: bool = False) -> Pro
     and missing keys (before anything is connected). A ``text_only`` call gets the offline
     STT and TTS objects, which it never opens, and needs no speech vendor's key."""
     keys = provider_keys_check(config, text_only=text_only)
+    speech = config
     if text_only:
-        offline = dataclasses.replace(
+        speech = dataclasses.replace(
             config,
             stt_provider=Agent.STTProvider.POCKETSPHINX,
             tts_provider=Agent.TTSProvider.ESPEAK,
         )
-        stt = _stt_build(offline, keys)
-        tts, fallback_tts = _tts_build(offline, keys)
-    else:
-        stt = _stt_build(config, keys)
-        tts, fallback_tts = _tts_build(config, keys)
+
+    def speech_build() -> tuple[STT, tuple[TTS, TTS | None]]:
+        return _stt_build(speech, keys), _tts_build(speech, keys)
+
+    # Off the event loop, like the LLM client below: a vendor SDK's client loads the CA
+    # bundle into an SSL context (ElevenLabs: ~30 ms of CPU, measured) that would stall
+    # every other call's audio.
+    stt, (tts, fallback_tts) = await asyncio.to_thread(speech_build)
     if config.pool_has_servers:
         return Providers(
             vad=StreamingVAD(config.vad),
@@ -314,7 +332,10 @@ async def providers_build(config: CallConfig, *, text_only: bool = False) -> Pro
             raise ApplicationError("the agent's model pool has no base URL")
         base_url = config.llm_base_url
         api_key = keys.llm
-    llm = OpenAICompatLLM(
+    # Off the event loop: the client's SSL context loads the CA bundle, ~40 ms of CPU per
+    # call (measured), which would stall every other call's audio on the loop.
+    llm = await asyncio.to_thread(
+        OpenAICompatLLM,
         OpenAICompatSettings(
             base_url=base_url,
             api_key=api_key or "not-needed",
@@ -322,7 +343,7 @@ async def providers_build(config: CallConfig, *, text_only: bool = False) -> Pro
             temperature=config.llm_temperature,
             max_tokens=config.llm_max_tokens,
             timeout_s=config.llm_timeout_s,
-        )
+        ),
     )
     return Providers(
         vad=StreamingVAD(config.vad), stt=stt, llm=llm, tts=tts, fallback_tts=fallback_tts

@@ -108,3 +108,22 @@ def fleet_start(specs: dict[str, list[str]], **kwargs: Any) -> dict[str, Simulat
             process.stop()
         raise
     return processes
+
+
+def simulator_pool_ensure(*, slug: str, name: str, base_url: str) -> Any:
+    """The model pool (created or updated) that reaches an LLM simulator process over HTTP
+    like a vLLM server: kind OpenAI-compatible, ``base_url`` of the process, no API key.
+    For benchmarks; needs Django set up. Returns the ``ModelPool``."""
+    from parley.platform.fleet.models import ModelPool
+
+    pool, _ = ModelPool.objects.update_or_create(
+        slug=slug,
+        defaults={
+            "name": name,
+            "kind": ModelPool.Kind.OPENAI_COMPATIBLE,
+            "model": "parley-simulator",
+            "base_url": base_url,
+            "api_key_env": "",
+        },
+    )
+    return pool

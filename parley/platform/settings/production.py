@@ -13,3 +13,5 @@ CSRF_COOKIE_SECURE = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Callers pick nothing: the agent's configured providers only (staff may still override).
 PARLEY_PROVIDER_OVERRIDES = env.bool("PARLEY_PROVIDER_OVERRIDES", default=False)
+# Real callers get real speech engines, whatever the environment says.
+PARLEY_SIMULATED_SPEECH = False

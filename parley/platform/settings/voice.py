@@ -50,3 +50,14 @@ FLEET_REFRESH_S = env.float("FLEET_REFRESH_S", default=2.0)
 FLEET_HEALTH_TIMEOUT_S = env.float("FLEET_HEALTH_TIMEOUT_S", default=2.0)
 #: When set, ``/metrics`` requires ``Authorization: Bearer <token>``.
 PARLEY_METRICS_TOKEN = env.str("PARLEY_METRICS_TOKEN", default="")
+
+# Benchmarks only (bench/concurrency.py): every call's STT and TTS become the simulators of
+# parley/testing/speech_sim.py — scripted transcripts and a tone, no model, no vendor — so a
+# load test measures the platform. Off by default; the production settings force it off.
+PARLEY_SIMULATED_SPEECH = env.bool("PARLEY_SIMULATED_SPEECH", default=False)
+#: The simulated STT's final transcript (empty: speech_sim.DEFAULT_TRANSCRIPT), and its delay
+#: after the platform's end of speech (ms).
+PARLEY_SIMULATED_TRANSCRIPT = env.str("PARLEY_SIMULATED_TRANSCRIPT", default="")
+PARLEY_SIMULATED_STT_DELAY_MS = env.float("PARLEY_SIMULATED_STT_DELAY_MS", default=0.0)
+#: The simulated TTS's time to first audio (ms).
+PARLEY_SIMULATED_TTS_TTFB_MS = env.float("PARLEY_SIMULATED_TTS_TTFB_MS", default=0.0)
