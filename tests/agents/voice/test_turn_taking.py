@@ -61,15 +61,19 @@ def caller_text(call) -> list[str]:  # noqa: ANN001
 # ---------------------------------------------------------------- end of turn
 
 
-async def test_a_pause_inside_a_sentence_does_not_end_the_turn(dg) -> None:  # noqa: ANN001
-    # "My voice is" ... 1.2 s ... "my passport, verify me." (one recording, cut after "is").
-    audio = (
+def _my_voice_is_pause() -> CallerAudio:
+    """ "My voice is" ... 1.2 s ... "my passport, verify me." (one recording, cut after "is")."""
+    return (
         CallerAudio()
         .pause(0.5)
         .add(speech("ms_my_voice_is_my_passport", 0.0, 1.61), "My voice is")
         .pause(1.2)
         .add(speech("ms_my_voice_is_my_passport", 1.61), "my passport, verify me.")
     )
+
+
+async def test_a_pause_inside_a_sentence_does_not_end_the_turn(dg) -> None:  # noqa: ANN001
+    audio = _my_voice_is_pause()
     dg.set_script(audio.script)
     call = await start_call(dg, responses=[text_response("Go on."), text_response("Verified.")])
     await call.speak(audio)
@@ -91,13 +95,7 @@ async def test_a_pause_inside_a_sentence_does_not_end_the_turn(dg) -> None:  # n
 
 
 async def test_without_the_unfinished_rule_the_same_pause_ends_the_turn(dg) -> None:  # noqa: ANN001
-    audio = (
-        CallerAudio()
-        .pause(0.5)
-        .add(speech("ms_my_voice_is_my_passport", 0.0, 1.61), "My voice is")
-        .pause(1.2)
-        .add(speech("ms_my_voice_is_my_passport", 1.61), "my passport, verify me.")
-    )
+    audio = _my_voice_is_pause()
     dg.set_script(audio.script)
     settings = TurnTakingSettings(unfinished_endpointing_ms=500)
     call = await start_call(
