@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from parley.agents.models import Agent, PromptVersion, Scenario
+from parley.agents.models import TURN_TAKING_FIELDS, Agent, PromptVersion, Scenario
 
 
 @admin.register(Scenario)
@@ -50,28 +50,7 @@ class AgentAdmin(admin.ModelAdmin):
                 "fields": ("elevenlabs_voice_id", "elevenlabs_model_id", "elevenlabs_latency"),
             },
         ),
-        (
-            "Turn-taking",
-            {
-                "fields": (
-                    "vad_threshold",
-                    "min_speech_ms",
-                    "endpointing_ms",
-                    "unfinished_endpointing_ms",
-                    "pause_ms",
-                    "stt_end_of_turn",
-                    "speculative_start",
-                    "pre_roll_ms",
-                    "max_utterance_ms",
-                    "barge_in",
-                    "backchannel_words",
-                    "false_interruption_ms",
-                    "echo_gate",
-                    "filler_text",
-                    "filler_after_ms",
-                )
-            },
-        ),
+        ("Turn-taking", {"fields": TURN_TAKING_FIELDS}),
     )
 
 

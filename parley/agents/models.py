@@ -32,6 +32,26 @@ def publishable_key_new() -> str:
     return "pk_" + secrets.token_urlsafe(18)
 
 
+#: The turn-taking settings of an agent, in the order the dashboard and the admin show them.
+TURN_TAKING_FIELDS = (
+    "vad_threshold",
+    "min_speech_ms",
+    "endpointing_ms",
+    "unfinished_endpointing_ms",
+    "pause_ms",
+    "stt_end_of_turn",
+    "speculative_start",
+    "pre_roll_ms",
+    "max_utterance_ms",
+    "barge_in",
+    "backchannel_words",
+    "false_interruption_ms",
+    "echo_gate",
+    "filler_text",
+    "filler_after_ms",
+)
+
+
 class Agent(models.Model):
     """A configured voice agent: scenario, LLM pool, voice and turn-taking settings."""
 

@@ -620,26 +620,25 @@ class CallSession:
             if self._barge is None:
                 await self._pause_for_caller(event)
             # Not a turn yet: its words decide (backchannel, or taking the floor).
-            self._listening = TurnState(
-                index=-1,
-                started_at=event.at,
-                speech_start_audio_ms=event.audio_ms,
-                announced=False,
-            )
+            self._listening = self._caller_turn(event.at, event.audio_ms)
             await self._stt_stream.speech_started(audio_ms=event.audio_ms)
             return
         if replying:
             # Speech while the reply is still being prepared (nothing audible): it cuts it.
             await self._interrupt(reason="barge_in")
-        turn = TurnState(
-            index=-1,
-            started_at=event.at,
-            speech_start_audio_ms=event.audio_ms,
-            announced=False,
-        )
-        self._listening = turn
+        turn = self._listening = self._caller_turn(event.at, event.audio_ms)
         await self._announce(turn, audio_ms=event.audio_ms, probability=event.probability)
         await self._stt_stream.speech_started(audio_ms=event.audio_ms)
+
+    @staticmethod
+    def _caller_turn(started_at: float, speech_start_audio_ms: float | None = None) -> TurnState:
+        """New caller speech: a turn without an index, not announced yet (see :meth:`_claim`)."""
+        return TurnState(
+            index=-1,
+            started_at=started_at,
+            speech_start_audio_ms=speech_start_audio_ms,
+            announced=False,
+        )
 
     def _claim(self, turn: TurnState) -> bool:
         """Give the caller turn its index (at once: announcing awaits). False if it has one."""
@@ -686,15 +685,19 @@ class CallSession:
         self._mark_speech_end(turn, event)
         turn.forced_end = event.forced
         if turn.announced:
-            await self._emit(
-                "vad.speech_end",
-                turn.index,
-                audio_ms=round(event.audio_ms, 1),
-                speech_ms=round(turn.speech_ms or 0.0, 1),
-                forced=event.forced,
-            )
+            await self._emit_speech_end(turn, event)
         await self._request_final(turn)
         await self._end_of_turn_check(turn)
+
+    async def _emit_speech_end(self, turn: TurnState, event: VADEvent, **extra: Any) -> None:
+        await self._emit(
+            "vad.speech_end",
+            turn.index,
+            audio_ms=round(event.audio_ms, 1),
+            speech_ms=round(turn.speech_ms or 0.0, 1),
+            forced=event.forced,
+            **extra,
+        )
 
     def _mark_speech_end(self, turn: TurnState, event: VADEvent) -> None:
         # The speech ended `lag` ms of audio before the window that confirmed it arrived;
@@ -740,8 +743,7 @@ class CallSession:
             if self._barge is None or not transcript.text:
                 return  # no caller turn (or the agent's own words through the echo)
             # Words before the VAD confirmed the speech that paused the agent.
-            turn = self._listening = TurnState(index=-1, started_at=time.monotonic())
-            turn.announced = False
+            turn = self._listening = self._caller_turn(time.monotonic())
         if transcript.is_final:
             if transcript.text:
                 turn.finals.append(transcript.text)
@@ -789,6 +791,14 @@ class CallSession:
         )
         barge.timer = self._spawn(self._false_interruption_timer(barge), name="barge-timer")
 
+    def _end_barge(self) -> _BargeIn | None:
+        """Forget the caller speech that paused the agent (stop its timer); return it."""
+        barge, self._barge = self._barge, None
+        if barge is not None and barge.timer is not None:
+            if barge.timer is not asyncio.current_task():
+                barge.timer.cancel()
+        return barge
+
     async def _false_interruption_timer(self, barge: _BargeIn) -> None:
         await asyncio.sleep(self.turn_taking.false_interruption_ms / 1000)
         if self._barge is not barge or not barge.paused:
@@ -817,9 +827,7 @@ class CallSession:
         if self._barge is not None and self._barge.paused:
             await self._resume_agent(reason, text=text)
         else:
-            if self._barge is not None and self._barge.timer is not None:
-                self._barge.timer.cancel()
-            self._barge = None
+            self._end_barge()
             if text and self._responding is not None:
                 await self._emit("agent.backchannel", self._responding.index, text=text)
 
@@ -827,9 +835,7 @@ class CallSession:
         """The caller takes the floor: cut the reply at what was heard; the speech is a turn."""
         if not self._claim(turn):
             return  # already taking the floor (another transcript got here first)
-        barge, self._barge = self._barge, None
-        if barge is not None and barge.timer is not None:
-            barge.timer.cancel()
+        barge = self._end_barge()
         heard_at = barge.paused_at if barge is not None and barge.paused else None
         await self._interrupt(reason="barge_in", at=heard_at)
         self._listening = turn
@@ -839,24 +845,18 @@ class CallSession:
         await self._announce(turn, audio_ms=audio_ms, barge_in=True)
         if turn.speech_end_at is not None and turn.finalize_sent_at is None:
             await self._end_of_turn_check(turn)  # it already ended: decide now
-        elif turn.finalize_sent_at is not None:
-            remaining = self.settings.stt_final_timeout_ms / 1000 - (
-                time.monotonic() - turn.finalize_sent_at
-            )
-            self._arm_end_of_turn_timer(turn, max(0.0, remaining))
+        # (A final still awaited: the timer armed when it was asked for decides at its time-out.)
 
     def _pause_audio(self, turn: TurnState, pacer: _Pacer, now: float) -> None:
         """Stop sending; frames sent but not yet played at ``now`` are kept for a resume."""
         pacer.paused = True
         pacer.resumed.clear()
-        unheard: list[tuple[bytes, _Segment]] = []
         while pacer.recent and pacer.recent[-1][0] >= now:
+            # Popped latest first: appendleft leaves the earliest unheard frame in front.
             _, frame, segment = pacer.recent.pop()
             segment.play_times.pop()
             turn.agent_audio_ms -= pacer.frame_s * 1000
-            unheard.append((frame, segment))
-        unheard.reverse()
-        pacer.replay.extendleft(reversed(unheard))
+            pacer.replay.appendleft((frame, segment))
         pacer.recent.clear()
         pacer.play_at = now
         if self.recorder is not None:
@@ -867,11 +867,9 @@ class CallSession:
 
     async def _resume_agent(self, reason: str, *, text: str = "") -> None:
         """Go on with the paused reply from where the caller stopped hearing it."""
-        barge, self._barge = self._barge, None
+        barge = self._end_barge()
         if barge is None:
             return
-        if barge.timer is not None and barge.timer is not asyncio.current_task():
-            barge.timer.cancel()
         pacer = self._pacer
         reply = self._responding
         if reply is None or pacer is None or reply.index != barge.turn_index:
@@ -951,14 +949,7 @@ class CallSession:
                 end = self.vad.end_speech(at=now)
                 if end is not None:
                     self._mark_speech_end(turn, end)
-                    await self._emit(
-                        "vad.speech_end",
-                        turn.index,
-                        audio_ms=round(end.audio_ms, 1),
-                        speech_ms=round(turn.speech_ms or 0.0, 1),
-                        forced=False,
-                        by="stt",
-                    )
+                    await self._emit_speech_end(turn, end, by="stt")
                 reason = "utterance_end" if turn.utterance_end else "stt_speech_final"
                 await self._commit_turn(turn, reason=reason)
             elif early and turn.stt_speech_final and tt.speculative_start:
@@ -1528,11 +1519,8 @@ class CallSession:
 
     async def _finish_reply(self, turn: TurnState) -> None:
         self._responding = None
-        barge = self._barge
-        if barge is not None and barge.turn_index == turn.index:
-            if barge.timer is not None:
-                barge.timer.cancel()
-            self._barge = None
+        if self._barge is not None and self._barge.turn_index == turn.index:
+            self._end_barge()
         await self._end_turn(turn)
 
     # ------------------------------------------------------------------ interruption

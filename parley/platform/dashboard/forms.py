@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from parley.agents.models import Agent, Scenario
+from parley.agents.models import TURN_TAKING_FIELDS, Agent, Scenario
 from parley.agents.selectors import prompt_active
 from parley.conversations.analytics import day_window
 from parley.conversations.selectors import OUTCOMES, ConversationFilters
@@ -62,23 +62,7 @@ CARDS = (
         "Turn-taking",
         "When the caller's turn ends, how much speech counts as a turn, and what may "
         "interrupt the agent (docs/turn-taking.md).",
-        (
-            "vad_threshold",
-            "min_speech_ms",
-            "endpointing_ms",
-            "unfinished_endpointing_ms",
-            "pause_ms",
-            "stt_end_of_turn",
-            "speculative_start",
-            "pre_roll_ms",
-            "max_utterance_ms",
-            "barge_in",
-            "backchannel_words",
-            "false_interruption_ms",
-            "echo_gate",
-            "filler_text",
-            "filler_after_ms",
-        ),
+        TURN_TAKING_FIELDS,
     ),
     Card(
         "widget",
