@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,7 +270,7 @@ class FleetLLM(LLM):
         watch: _StallWatch,
         attempts: list[dict[str, Any]],
         request_ttft_ms: float,
-    ) -> AsyncIterator[LLMChunk]:
+    ) -> AsyncGenerator[LLMChunk, None]:
         """Pass one server's stream on from its first chunk. A break or a stall (no token
         within ``stall_timeout_ms``) ends it quietly: the attempt's ``outcome`` says so
         (``broken_stream`` / ``stall``) and the router cools the server down."""
