@@ -288,6 +288,8 @@ def _tts_build(config: CallConfig, keys: ProviderKeys) -> tuple[TTS, TTS | None]
                 model_id=config.elevenlabs_model_id,
                 optimize_streaming_latency=config.elevenlabs_latency,
                 timeout_s=settings.ELEVENLABS_TIMEOUT_S,
+                first_byte_timeout_ms=settings.ELEVENLABS_FIRST_BYTE_TIMEOUT_MS,
+                stall_timeout_ms=settings.ELEVENLABS_STALL_TIMEOUT_MS,
             )
         )
         return cloud, offline
