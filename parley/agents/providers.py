@@ -62,6 +62,7 @@ class CallConfig:
     #: The pool has LLM servers: calls go through the fleet router (else ``llm_base_url``).
     pool_has_servers: bool
     ttft_deadline_ms: int
+    stall_timeout_ms: int
     max_attempts: int
     llm_base_url: str
     llm_model: str
@@ -178,6 +179,7 @@ def call_config_build(
         pool_slug=pool.slug,
         pool_has_servers=pool.servers.filter(enabled=True).exists(),
         ttft_deadline_ms=pool.ttft_deadline_ms,
+        stall_timeout_ms=pool.stall_timeout_ms,
         max_attempts=pool.max_attempts,
         llm_base_url=pool.base_url,
         llm_model=pool.model,
@@ -286,6 +288,8 @@ def _tts_build(config: CallConfig, keys: ProviderKeys) -> tuple[TTS, TTS | None]
                 model_id=config.elevenlabs_model_id,
                 optimize_streaming_latency=config.elevenlabs_latency,
                 timeout_s=settings.ELEVENLABS_TIMEOUT_S,
+                first_byte_timeout_ms=settings.ELEVENLABS_FIRST_BYTE_TIMEOUT_MS,
+                stall_timeout_ms=settings.ELEVENLABS_STALL_TIMEOUT_MS,
             )
         )
         return cloud, offline
@@ -368,6 +372,7 @@ def _fleet_llm_build(config: CallConfig) -> LLM:
             max_tokens=config.llm_max_tokens,
             timeout_s=config.llm_timeout_s,
             ttft_deadline_ms=config.ttft_deadline_ms,
+            stall_timeout_ms=config.stall_timeout_ms,
             max_attempts=config.max_attempts,
         ),
         router=pool_router(pool_id, pool_slug=config.pool_slug),

@@ -245,6 +245,7 @@ class FakeElevenLabs:
         self._fail_count = 0
         self._break_after: int | None = None
         self._stall_s = 0.0
+        self._stall_after = 0
         self._drop_count = 0
 
     @property
@@ -275,9 +276,10 @@ class FakeElevenLabs:
         """One-shot: abort the TCP connection of the next audio stream after ``n`` audio bytes."""
         self._break_after = n
 
-    def stall_next(self, seconds: float) -> None:
-        """One-shot: the next audio stream waits ``seconds`` more before its first byte."""
-        self._stall_s = seconds
+    def stall_next(self, seconds: float, *, after_bytes: int = 0) -> None:
+        """One-shot: the next audio stream waits ``seconds`` more before its first byte, or
+        with ``after_bytes`` once that many audio bytes are out (a stall mid-stream)."""
+        self._stall_s, self._stall_after = seconds, after_bytes
 
     def drop_next(self, count: int = 1) -> None:
         """Close the connection of the next ``count`` authorised TTS streaming requests without
@@ -472,6 +474,7 @@ class FakeElevenLabs:
     ) -> web.StreamResponse:
         limit, self._break_after = self._break_after, None
         rec.stall_s, self._stall_s = self._stall_s, 0.0
+        stall_after, self._stall_after = self._stall_after, 0
         audio = synthetic_speech_pcm16(text, rate)
         rec.total_bytes = len(audio)
         chunk_bytes = 2 * self._chunk_samples(rate)
@@ -481,7 +484,7 @@ class FakeElevenLabs:
         response.enable_chunked_encoding()
         rec.status = 200
         try:
-            await asyncio.sleep(self.ttfb_ms / 1000.0 + rec.stall_s)
+            await asyncio.sleep(self.ttfb_ms / 1000.0 + (0 if stall_after else rec.stall_s))
             await response.prepare(request)  # headers only once audio is ready
             t0 = time.monotonic()
             for offset in range(0, len(audio), chunk_bytes):
@@ -491,6 +494,9 @@ class FakeElevenLabs:
                 if not chunk:
                     break
                 await self._pace(t0, offset // 2, rate)
+                if stall_after and rec.bytes_sent >= stall_after:
+                    stall_after = 0
+                    await asyncio.sleep(rec.stall_s)
                 await response.write(chunk)
                 rec.first_byte_at = rec.first_byte_at or time.monotonic()
                 rec.bytes_sent += len(chunk)

@@ -83,6 +83,12 @@ class SimulatorProcess:
     def stats(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.root_url}/simulator/stats", timeout=5).json())
 
+    def kill(self) -> None:
+        """SIGKILL, as when a server crashes or its host dies: open streams break at once."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

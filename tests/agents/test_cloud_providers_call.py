@@ -262,3 +262,46 @@ async def test_deepgram_refusing_the_key_ends_the_call_with_a_clear_error(
         return Conversation.objects.get()
 
     assert (await conversation()).status == Conversation.Status.ERROR
+
+
+@pytest.mark.parametrize("fault", ["drop_mid_stream", "stall"])  # HTTP errors: the test above
+async def test_an_elevenlabs_fault_is_spoken_by_espeak_and_the_next_turn_tries_elevenlabs_again(
+    cloud_agent,  # noqa: ANN001
+    vendors,  # noqa: ANN001
+    reports_dir,  # noqa: ANN001
+    settings,  # noqa: ANN001
+    fault,  # noqa: ANN001
+) -> None:
+    _dg, el = vendors
+    settings.ELEVENLABS_FIRST_BYTE_TIMEOUT_MS = 400
+    settings.ELEVENLABS_STALL_TIMEOUT_MS = 400
+    if fault == "drop_mid_stream":
+        el.break_after_bytes(4_800)  # 100 ms of the first sentence, then the connection dies
+    else:
+        el.stall_next(30.0, after_bytes=4_800)  # far beyond the 400 ms stall deadline
+    call = await ws_call(cloud_agent.slug)
+    for index, line in enumerate(("Who is Dr. Sarah Johnson?", "Thank you."), start=1):
+        await call.communicator.send_to(text_data=json.dumps({"type": "text", "text": line}))
+        await call.wait_for(turn_ended(index))
+    await call.communicator.send_to(text_data=json.dumps({"type": "hangup"}))
+    await call.wait_for(lambda ev: any(e["type"] == "call.ended" for e in ev))
+
+    # Turn 1: the failure, then eSpeak NG speaks the reply (after what was already heard).
+    fallback = call.of("tts.fallback")
+    assert [(f["turn"], f["provider"], f["failed"]) for f in fallback] == [
+        (1, "espeak-ng", "elevenlabs")
+    ]
+    errors = [e for e in call.of("error") if e["code"] == "tts_error"]
+    assert len(errors) == 1 and errors[0]["turn"] == 1
+    expected = {"drop_mid_stream": "failed while speaking", "stall": "audio stalled within 400"}
+    assert expected[fault] in errors[0]["message"]
+    ended = {e["turn"]: e for e in call.of("turn.ended")}
+    assert ended[1]["status"] == "completed" and ended[1]["spoken_text"]
+    assert ended[1]["spoken_text"] == ended[1]["agent_text"]
+    # Turn 2 is ElevenLabs' again (the fallback lasts one reply) and all of it is spoken.
+    assert ended[2]["status"] == "completed" and ended[2]["spoken_text"] == ended[2]["agent_text"]
+    turn_two = [e["text"] for e in call.of("agent.text") if e["turn"] == 2]
+    assert [r.text for r in el.requests if r.completed][-len(turn_two) :] == turn_two
+    assert call.of("call.ended")[0]["reason"] == "caller hung up"
+    samples = np.frombuffer(bytes(call.audio), dtype="<i2").astype(np.float64)
+    assert len(samples) / 24_000 > 1.0

@@ -4,11 +4,14 @@ the first token, cooldown and recovery, and streams that break after it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from parley.agents.llm_simulator.server import SimulatorServer, SimulatorSettings
 from parley.agents.voice.llm.base import LLMError
 from parley.agents.voice.llm.fleet import FleetLLM, FleetSettings
 from parley.agents.voice.messages import LLMDone, TextDelta
@@ -22,6 +25,7 @@ HEALTHY_FAULTS = {
     "error_rate": 0.0,
     "stall_rate": 0.0,
     "stall_ms": 0.0,
+    "stall_after_tokens": None,
     "disconnect_after_tokens": None,
     "slow_factor": 1.0,
     "unhealthy": False,
@@ -152,28 +156,122 @@ async def test_repeated_failures_cool_a_server_down_and_it_recovers(fleet) -> No
     assert done.route["server"] == "a" and router.state("a").health == HEALTHY
 
 
-async def test_a_stream_that_breaks_after_its_first_token_is_not_moved(fleet) -> None:  # noqa: ANN001
+async def healthy_text() -> str:
+    """The simulator's reply to MESSAGES (deterministic: the same on every server)."""
+    async with SimulatorServer(SimulatorSettings(port=0, ttft_ms=0, itl_ms=0)) as server:
+        router = FleetRouter([ServerConfig(id="s", name="s", base_url=server.base_url)])
+        llm = llm_of(router)
+        text, _ = await collect(llm)
+        await llm.aclose()
+    return text
+
+
+@pytest.mark.parametrize("fault", ["disconnect", "stall"])
+async def test_a_stream_that_fails_mid_reply_is_continued_by_another_server(fleet, fault) -> None:  # noqa: ANN001
+    expected = await healthy_text()
     router = router_of(fleet, "a", "b")
+    if fault == "disconnect":
+        fleet["a"].faults(disconnect_after_tokens=3)
+    else:
+        fleet["a"].faults(stall_rate=1.0, stall_ms=5_000, stall_after_tokens=3)
+    llm = llm_of(router, stall_timeout_ms=300)
+    deltas: list[str] = []
+    done = None
+    async for chunk in llm.stream(messages=MESSAGES):
+        if isinstance(chunk, TextDelta):
+            deltas.append(chunk.text)
+        else:
+            done = chunk
+    await llm.aclose()
+    # One coherent answer: a's three words, then b's continuation, nothing twice.
+    assert "".join(deltas) == expected
+    assert done is not None and done.finish_reason == "stop"
+    route = done.route
+    outcome = {"disconnect": "broken_stream", "stall": "stall"}[fault]
+    first, second = route["attempts"]
+    assert (first["server"], first["outcome"]) == ("a", outcome)
+    assert (second["server"], second["reason"], second["outcome"]) == ("b", "failover", "ok")
+    assert second["resumed_at_chars"] == len("".join(deltas[:3]))
+    assert route["server"] == "b" and route["failovers"] == route["midstream_failovers"] == 1
+    # A mid-stream failure cools the server down at once (below the failure threshold).
+    assert router.state("a").health == COOLDOWN and router.state("a").inflight == 0
+    assert router.state("b").health == HEALTHY
+
+
+async def test_a_server_killed_mid_reply_is_continued_by_another(fleet) -> None:  # noqa: ANN001
+    expected = await healthy_text()
+    doomed = SimulatorProcess("doomed", ttft_ms=30, itl_ms=40).start()
+    try:
+        router = FleetRouter(
+            [
+                ServerConfig(id="a", name="a", base_url=doomed.base_url),  # chosen first
+                ServerConfig(id="b", name="b", base_url=fleet["b"].base_url),
+            ]
+        )
+        llm = llm_of(router)
+        text, kills = [], 0
+        done = None
+        async for chunk in llm.stream(messages=MESSAGES):
+            if isinstance(chunk, TextDelta):
+                text.append(chunk.text)
+                if len(text) == 2:
+                    doomed.kill()  # SIGKILL mid-reply
+                    kills += 1
+            else:
+                done = chunk
+        await llm.aclose()
+    finally:
+        doomed.stop()
+    assert kills == 1 and done is not None
+    assert "".join(text) == expected
+    attempts = done.route["attempts"]
+    assert [(a["server"], a["outcome"]) for a in attempts] == [
+        ("a", "broken_stream"),
+        ("b", "ok"),
+    ]
+    assert router.state("a").health == COOLDOWN
+
+
+async def test_a_tool_call_cut_mid_stream_is_asked_again_never_half_run(fleet) -> None:  # noqa: ANN001
+    """A reply that is only a tool call breaks inside its argument deltas: nothing of it is
+    passed on, the next server answers the whole call."""
+    call = {"name": "current_time", "arguments": {"zone": "UTC"}}
+    async with httpx.AsyncClient() as client:
+        for process in fleet.values():
+            url = f"{process.root_url}/simulator/scripts/cut-call"
+            (await client.post(url, json={"turns": [[{"tool_calls": [call]}]]})).raise_for_status()
+    router = router_of(fleet, "a", "b")
+    fleet["a"].faults(disconnect_after_tokens=3)  # the name delta and two argument fragments
+    llm = FleetLLM(
+        settings=FleetSettings(pool="test", model="simulator-script/cut-call"), router=router
+    )
+    messages = [{"role": "user", "content": "What time is it?"}]
+    tools = [{"type": "function", "function": {"name": "current_time", "parameters": {}}}]
+    chunks = [chunk async for chunk in llm.stream(messages=messages, tools=tools)]
+    await llm.aclose()
+    assert len(chunks) == 1 and isinstance(chunks[0], LLMDone)
+    done = chunks[0]
+    assert done.tool_calls and done.tool_calls[0].name == "current_time"
+    assert json.loads(done.tool_calls[0].arguments) == {"zone": "UTC"}  # whole, not a half
+    attempts = done.route["attempts"]
+    assert [(a["server"], a["outcome"]) for a in attempts] == [("a", "broken_stream"), ("b", "ok")]
+    assert "resumed_at_chars" not in attempts[1]  # nothing was said: asked afresh
+
+
+async def test_a_mid_stream_failure_with_no_server_left_is_an_error_after_the_text(fleet) -> None:  # noqa: ANN001
+    router = router_of(fleet, "a")
     fleet["a"].faults(disconnect_after_tokens=3)
     llm = llm_of(router)
     received: list[str] = []
-    with pytest.raises(LLMError) as caught:
+    with pytest.raises(LLMError, match="broke after its first token") as caught:
         async for chunk in llm.stream(messages=MESSAGES):
             if isinstance(chunk, TextDelta):
                 received.append(chunk.text)
     await llm.aclose()
-    assert len(received) == 3  # what was streamed stays; nothing from another server
+    assert len(received) == 3  # what was streamed stays; nothing repeated
     route = caught.value.route
-    assert route["attempts"] == [
-        {
-            "server": "a",
-            "reason": "new",
-            "ms": route["attempts"][0]["ms"],
-            "outcome": "broken_stream",
-            "error": route["attempts"][0]["error"],
-        }
-    ]
-    assert router.state("a").consecutive_failures == 1
+    assert [(a["server"], a["outcome"]) for a in route["attempts"]] == [("a", "broken_stream")]
+    assert router.state("a").health == COOLDOWN
 
 
 async def test_no_usable_server_is_a_clear_error(fleet) -> None:  # noqa: ANN001

@@ -15,6 +15,10 @@ Endpoints:
   ``choices`` carries ``usage``. ``stream: false`` answers one ``chat.completion`` object
   after the same total delay. Bad requests get OpenAI-style error JSON with 400, unknown
   models 404. Token counts are whitespace word counts, not a real tokenizer's.
+  ``continue_final_message: true`` (vLLM's extension, with ``add_generation_prompt: false``)
+  continues the final assistant message: the policy answers the messages before it and only
+  the part of that deterministic reply after the given prefix is streamed (how the fleet
+  resumes a reply on another server after a mid-stream failure).
 * ``POST /simulator/scripts/{key}`` (body: a script, see
   :class:`~parley.agents.llm_simulator.policies.Script`) and ``DELETE`` of the same path —
   register or drop a test script, selected with ``model="simulator-script/{key}"``.
@@ -93,8 +97,10 @@ class Faults:
 
     ``error_rate``: share of completions answered at once with HTTP 500 (OpenAI error JSON).
     ``stall_rate`` / ``stall_ms``: share of streams that stall this long before the first
-    token (then go on normally). ``disconnect_after_tokens`` / ``disconnect_rate``: share of
-    streams whose connection is dropped after that many token deltas (no ``[DONE]``).
+    token (then go on normally); with ``stall_after_tokens`` N the stall comes after the
+    first N token deltas instead (a server that freezes mid-reply).
+    ``disconnect_after_tokens`` / ``disconnect_rate``: share of streams whose connection is
+    dropped after that many token deltas (no ``[DONE]``).
     ``slow_factor``: multiplies TTFT and ITL ("slow mode"). ``unhealthy``: ``/health`` answers
     503 and ``/v1/models`` lists no model (completions still work: a half-broken server).
     """
@@ -102,6 +108,7 @@ class Faults:
     error_rate: float = 0.0
     stall_rate: float = 0.0
     stall_ms: float = 0.0
+    stall_after_tokens: int | None = None
     disconnect_after_tokens: int | None = None
     disconnect_rate: float = 1.0
     slow_factor: float = 1.0
@@ -113,8 +120,10 @@ class Faults:
                 raise ValueError(f"{name} must be within 0..1")
         if self.stall_ms < 0 or self.slow_factor <= 0:
             raise ValueError("stall_ms must be >= 0 and slow_factor > 0")
-        if self.disconnect_after_tokens is not None and self.disconnect_after_tokens < 0:
-            raise ValueError("disconnect_after_tokens must be >= 0")
+        for name in ("stall_after_tokens", "disconnect_after_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0")
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         """A copy with ``changes`` applied. Raises ``ValueError`` for unknown fields or values."""
@@ -222,6 +231,9 @@ class _Completion:
     stream: bool
     include_usage: bool
     max_tokens: int | None
+    #: The text of the final assistant message to continue (vLLM's
+    #: ``continue_final_message``), ``None`` for an ordinary request.
+    prefix: str | None = None
 
 
 def _optional_bool(body: dict[str, Any], name: str, *, default: bool) -> bool:
@@ -305,6 +317,22 @@ def _parse_completion(body: Any, default_model: str) -> _Completion:
             "'tool_choice' must be 'none', 'auto', 'required' or an object.", "tool_choice"
         )
     names = frozenset() if tool_choice == "none" else offered_tool_names(tools)
+    prefix = None
+    if _optional_bool(body, "continue_final_message", default=False):
+        # vLLM's rules: the final message is the assistant's, and no generation prompt.
+        if _optional_bool(body, "add_generation_prompt", default=True):
+            raise _BadRequest(
+                "Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+                "continue_final_message",
+            )
+        last = messages[-1]
+        if last.get("role") != "assistant" or len(messages) < 2:
+            raise _BadRequest(
+                "'continue_final_message' needs a final assistant message after the prompt.",
+                "continue_final_message",
+            )
+        prefix = message_text(last)
+        messages = messages[:-1]
     return _Completion(
         chat=ChatRequest(
             model=model, messages=messages, tool_names=names, parallel_tool_calls=parallel
@@ -312,6 +340,7 @@ def _parse_completion(body: Any, default_model: str) -> _Completion:
         stream=stream,
         include_usage=include_usage,
         max_tokens=max_tokens,
+        prefix=prefix,
     )
 
 
@@ -482,6 +511,8 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         stats.fault("error")
         return _error(500, "Simulated server error (fault injection).", code="simulated_fault")
     reply = policy.respond(completion.chat)
+    if completion.prefix is not None:
+        reply = _continued(reply, completion.prefix)
     render = _Rendered.build(reply, completion, settings)
     render.ttft_s *= faults.slow_factor * _lognormal(rng, settings.ttft_sigma)
     render.itl_s *= faults.slow_factor
@@ -490,12 +521,26 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
     if completion.stream:
         if faults.stall_rate and rng.random() < faults.stall_rate:
             stats.fault("stall")
-            render.ttft_s += faults.stall_ms / 1000.0
+            if faults.stall_after_tokens:
+                render.stall_after = faults.stall_after_tokens
+                render.stall_s = faults.stall_ms / 1000.0
+            else:
+                render.ttft_s += faults.stall_ms / 1000.0
         if faults.disconnect_after_tokens is not None and rng.random() < faults.disconnect_rate:
             render.disconnect_after = faults.disconnect_after_tokens
         return await _stream(request, completion, render)
     await asyncio.sleep(render.total_delay_s())
     return web.json_response(render.completion_object(completion))
+
+
+def _continued(reply: Reply, prefix: str) -> Reply:
+    """The rest of ``reply`` after ``prefix``, the part of it the client already has
+    (``continue_final_message``): the policy's reply is deterministic, so another server's
+    partial answer to the same request is a prefix of it. A prefix that is not one (another
+    model's text) gets the whole reply, as a stand-in for a real model's continuation."""
+    if prefix and reply.text.startswith(prefix):
+        return dataclasses.replace(reply, text=reply.text[len(prefix) :])
+    return reply
 
 
 @dataclass(slots=True)
@@ -514,6 +559,8 @@ class _Rendered:
     itl_sigma: float = 0.0
     rng: random.Random | None = None
     disconnect_after: int | None = None  # drop the connection after this many token deltas
+    stall_after: int | None = None  # stall ``stall_s`` after this many token deltas
+    stall_s: float = 0.0
 
     def gap_s(self) -> float:
         """One inter-token gap (the latency profile's ITL draw)."""
@@ -663,6 +710,8 @@ async def _stream(
                 return response
             if position:
                 await asyncio.sleep(render.gap_s())
+            if position == render.stall_after:
+                await asyncio.sleep(render.stall_s)
             await response.write(_sse(render.chunk(delta)))
         await response.write(_sse(render.chunk({}, finish_reason=render.finish_reason)))
         if completion.include_usage:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -1215,7 +1216,21 @@ class CallSession:
         await self._queue_sentence(turn, STEP_CAP_REPLY, speech_queue, time.monotonic())
 
     async def _record_route(self, turn: TurnState, step: int, route: dict[str, Any]) -> None:
+        """Store one LLM step's route on the turn; one ``llm.failover`` event per move from a
+        server to the next (``outcome``: how the first one failed; ``resumed_at_chars``: text
+        the second continued, 0 when it answered afresh), then the ``llm.route`` event."""
         turn.routes.append({"step": step, **route})
+        attempts = route.get("attempts") or []
+        for failed, taken in itertools.pairwise(attempts):
+            await self._emit(
+                "llm.failover",
+                turn.index,
+                step=step,
+                from_server=failed["server"],
+                to_server=taken["server"],
+                outcome=failed.get("outcome"),
+                resumed_at_chars=taken.get("resumed_at_chars", 0),
+            )
         await self._emit("llm.route", turn.index, step=step, **route)
 
     async def _run_tools(

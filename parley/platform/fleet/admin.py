@@ -71,7 +71,15 @@ class LLMServerInline(LiveStateMixin, admin.TabularInline):
 
 @admin.register(ModelPool)
 class ModelPoolAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "kind", "model", "servers_summary", "ttft_deadline_ms")
+    list_display = (
+        "slug",
+        "name",
+        "kind",
+        "model",
+        "servers_summary",
+        "ttft_deadline_ms",
+        "stall_timeout_ms",
+    )
     list_filter = ("kind",)
     inlines = [LLMServerInline]
     actions = ["check_health"]

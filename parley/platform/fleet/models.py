@@ -52,6 +52,12 @@ class ModelPool(models.Model):
         help_text="A server that sends no first token within this time loses the turn to "
         "another server (failover), before any of its text reaches the caller.",
     )
+    stall_timeout_ms = models.PositiveIntegerField(
+        default=2000,
+        validators=[MinValueValidator(50), MaxValueValidator(60_000)],
+        help_text="A server that sends no token for this long after its first one loses the "
+        "rest of the reply to another server, which continues the text already said.",
+    )
     max_attempts = models.PositiveSmallIntegerField(
         default=3,
         validators=[MinValueValidator(1), MaxValueValidator(10)],

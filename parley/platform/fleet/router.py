@@ -21,7 +21,8 @@ again.
 
 Health (consecutive failures of real requests or of the active checks; a success resets):
 
-- ``healthy`` → ``cooldown`` after ``failure_threshold`` consecutive failures: not chosen for
+- ``healthy`` → ``cooldown`` after ``failure_threshold`` consecutive failures (or at once
+  for a stream that broke or stalled after its first token): not chosen for
   ``cooldown_s`` (doubling on each new cooldown, up to ``max_cooldown_s``). When it expires
   the server is *half-open*: the next request may use it; success → healthy, failure → a
   longer cooldown.
@@ -252,10 +253,12 @@ class FleetRouter:
         ttft_ms: float | None = None,
         itl_ms: Iterable[float] = (),
         error: str = "",
+        cool_down: bool = False,
     ) -> None:
         """A request finished: ``ok`` True (success), False (a failure of the server: error,
-        refused connection, TTFT deadline, broken stream) or None (cancelled by the caller:
-        says nothing about the server)."""
+        refused connection, TTFT deadline, broken stream, stall) or None (cancelled by the
+        caller: says nothing about the server). ``cool_down`` with a failure: start a cooldown
+        now whatever the count (a stream that broke or stalled mid-reply)."""
         state.inflight = max(0, state.inflight - 1)
         if ttft_ms is not None:
             state.ttft_ms.append(ttft_ms)
@@ -263,7 +266,7 @@ class FleetRouter:
         if ok is True:
             self.record_success(state)
         elif ok is False:
-            self.record_failure(state, error)
+            self.record_failure(state, error, cool_down=cool_down)
 
     def record_success(self, state: ServerState) -> None:
         """A request or an active check succeeded: the server is healthy again."""
@@ -274,8 +277,15 @@ class FleetRouter:
         if previous != HEALTHY and self.on_health_change:
             self.on_health_change(state, previous)
 
-    def record_failure(self, state: ServerState, error: str = "") -> None:
-        """A request or an active check failed (the health state machine's input)."""
+    def record_failure(
+        self, state: ServerState, error: str = "", *, cool_down: bool = False
+    ) -> None:
+        """A request or an active check failed (the health state machine's input).
+
+        ``cool_down``: the failure alone starts a cooldown (below ``failure_threshold``): a
+        stream that broke or stalled after its first token cost a live caller a failover
+        mid-sentence, and the conversations that still have affinity to that server should
+        not be the next to find out."""
         previous = state.health
         now = self.clock()
         state.errors += 1
@@ -284,7 +294,11 @@ class FleetRouter:
         policy = self.policy
         if state.consecutive_failures >= policy.down_after:
             state.health = DOWN
-        elif state.consecutive_failures >= policy.failure_threshold or previous == COOLDOWN:
+        elif (
+            cool_down
+            or state.consecutive_failures >= policy.failure_threshold
+            or previous == COOLDOWN
+        ):
             # A new cooldown (or a failed half-open try): each one twice as long as the last.
             if previous != COOLDOWN or now >= state.cooldown_until:
                 duration = min(policy.max_cooldown_s, policy.cooldown_s * 2**state.cooldowns)

@@ -34,6 +34,10 @@ DEEPGRAM_MAX_RECONNECTS = env.int("DEEPGRAM_MAX_RECONNECTS", default=3)
 ELEVENLABS_URL = env.str("ELEVENLABS_URL", default="https://api.elevenlabs.io")
 ELEVENLABS_API_KEY_ENV = env.str("ELEVENLABS_API_KEY_ENV", default="ELEVENLABS_API_KEY")
 ELEVENLABS_TIMEOUT_S = env.float("ELEVENLABS_TIMEOUT_S", default=10.0)
+#: A sentence whose first audio byte (or next chunk) takes longer is spoken by the offline
+#: engine instead (docs/providers.md).
+ELEVENLABS_FIRST_BYTE_TIMEOUT_MS = env.float("ELEVENLABS_FIRST_BYTE_TIMEOUT_MS", default=2000.0)
+ELEVENLABS_STALL_TIMEOUT_MS = env.float("ELEVENLABS_STALL_TIMEOUT_MS", default=2000.0)
 #: Whether a call may pick other providers than its agent's (``?stt=deepgram&tts=elevenlabs``
 #: on the caller socket, ``manage.py call --stt/--tts``). Staff users always may.
 PARLEY_PROVIDER_OVERRIDES = env.bool("PARLEY_PROVIDER_OVERRIDES", default=True)

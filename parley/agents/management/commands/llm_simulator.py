@@ -32,6 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--error-rate", type=float, default=0.0, help="share answered 500")
         parser.add_argument("--stall-rate", type=float, default=0.0)
         parser.add_argument("--stall-ms", type=float, default=0.0)
+        parser.add_argument(
+            "--stall-after", type=int, default=None, help="tokens, then the stall (mid-reply)"
+        )
         parser.add_argument("--disconnect-after", type=int, default=None, help="tokens, then drop")
         parser.add_argument("--disconnect-rate", type=float, default=1.0)
         parser.add_argument("--slow-factor", type=float, default=1.0, help="x TTFT and ITL")
@@ -43,6 +46,7 @@ class Command(BaseCommand):
                 error_rate=options["error_rate"],
                 stall_rate=options["stall_rate"],
                 stall_ms=options["stall_ms"],
+                stall_after_tokens=options["stall_after"],
                 disconnect_after_tokens=options["disconnect_after"],
                 disconnect_rate=options["disconnect_rate"],
                 slow_factor=options["slow_factor"],

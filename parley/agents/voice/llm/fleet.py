@@ -2,17 +2,29 @@
 
 Per request (one LLM step of a turn) :class:`FleetLLM` asks the pool's
 :class:`~parley.platform.fleet.router.FleetRouter` for a server (affinity, least-loaded, see
-there), streams from it and moves the request to another server when it fails **before its
-first token**: an HTTP error, a refused connection, or no first token (text or tool-call
-delta) within ``ttft_deadline_ms``. Nothing is yielded before the first token, so a failover
-never repeats text to the caller. A stream that breaks *after* its first token cannot move
-(the caller may have heard it): it raises :class:`LLMError` and the session ends the reply
-with what was already said. At most ``max_attempts`` servers are tried.
+there), streams from it and moves the request to another server when it fails:
+
+* **before its first token**: an HTTP error, a refused connection, or no first token (text
+  or tool-call delta) within ``ttft_deadline_ms``. Nothing is yielded before the first token,
+  so the new server simply answers the request.
+* **after it** (mid-stream): the stream breaks (connection reset, server killed, cut before
+  its last chunk) or stalls (no token within ``stall_timeout_ms``). The text already yielded
+  stays where it is (the caller may have heard it); the request goes to another server with
+  that text as a partial assistant message and vLLM's ``continue_final_message: true,
+  add_generation_prompt: false``, so the new server *continues* it: the caller hears one
+  answer, never a repeat. Tool-call deltas are only passed on complete (in
+  :class:`LLMDone`), so a call cut mid-way is never run: the continuation asks again. The
+  failed server cools down at once (:meth:`FleetRouter.record_failure`).
+
+At most ``max_attempts`` servers are tried per request, all failovers counted. When none is
+left, :class:`LLMError` is raised (the session then says its apology).
 
 Every request's route is recorded: ``LLMDone.route`` (or ``LLMError.route``) =
-``{"server", "reason", "attempts": [{"server", "reason", "outcome", "ms", "error"}],
-"ttft_ms"}``; ``outcome`` is ``ok``, ``error``, ``ttft_deadline`` or ``broken_stream``.
-Metrics go to :mod:`parley.platform.fleet.metrics`.
+``{"server", "reason", "attempts": [{"server", "reason", "outcome", "ms", "error",
+"resumed_at_chars"}], "failovers", "midstream_failovers", "ttft_ms"}``; ``outcome`` is
+``ok``, ``error``, ``ttft_deadline``, ``broken_stream`` or ``stall``; ``resumed_at_chars``
+(on a continuing attempt) is how much text it continued. Metrics go to
+:mod:`parley.platform.fleet.metrics`.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +55,28 @@ class FleetSettings:
     timeout_s: float = 30.0
     ttft_deadline_ms: float = 1500.0
     max_attempts: int = 3
+    stall_timeout_ms: float = 2000.0
+
+
+#: The request body fields that make vLLM continue the final (assistant) message instead of
+#: starting a new one (vLLM's chat-completions extension; the simulator honours them too).
+CONTINUE_FINAL_MESSAGE = {"continue_final_message": True, "add_generation_prompt": False}
+#: Attempt outcomes of a server that failed after its first token.
+MIDSTREAM_OUTCOMES = ("broken_stream", "stall")
+
+
+class _StallWatch:
+    """The inter-token deadline of one stream: every token (text or tool-call delta) pushes
+    the running ``asyncio.timeout`` back by ``stall_s``."""
+
+    def __init__(self, stall_s: float) -> None:
+        self.stall_s = stall_s
+        self.deadline: asyncio.Timeout | None = None
+
+    def touch(self) -> None:
+        deadline = self.deadline
+        if deadline is not None and not deadline.expired():
+            deadline.reschedule(asyncio.get_running_loop().time() + self.stall_s)
 
 
 class FleetLLM(LLM):
@@ -90,12 +124,15 @@ class FleetLLM(LLM):
         self, *, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
     ) -> AsyncIterator[LLMChunk]:
         """Stream one completion from the fleet (failover rules in the module docstring).
-        Raises :class:`LLMError` (with ``route``) when no server answered or a stream broke."""
+        Raises :class:`LLMError` (with ``route``) when no server answered, or a stream broke
+        and no other server could continue it."""
         if self.refresh is not None:
             await self.refresh()
         pool = self.settings.pool
         attempts: list[dict[str, Any]] = []
         tried: set[Any] = set()
+        emitted: list[str] = []  # the text yielded so far, whichever server sent it
+        ttft_ms: float | None = None  # the request's: its first server that answered
         for _ in range(self.settings.max_attempts):
             choice = self.router.choose(self.affinity_key, exclude=tried)
             state = choice.server
@@ -106,15 +143,40 @@ class FleetLLM(LLM):
                 metrics.LLM_FAILOVERS.labels(pool, attempts[-1]["outcome"]).inc()
             attempt: dict[str, Any] = {"server": state.name, "reason": choice.reason}
             attempts.append(attempt)
-            opened = await self._open(state, messages, tools, attempt)
+            prefix = "".join(emitted)
+            request_messages, extra_body = messages, None
+            if prefix:
+                # Resume after a mid-stream failure: the new server continues the text the
+                # caller already has (vLLM's prefill of the assistant's reply).
+                attempt["resumed_at_chars"] = len(prefix)
+                request_messages = [*messages, {"role": "assistant", "content": prefix}]
+                extra_body = CONTINUE_FINAL_MESSAGE
+            watch = _StallWatch(self.settings.stall_timeout_ms / 1000)
+            opened = await self._open(state, request_messages, tools, attempt, watch, extra_body)
             if opened is None:
                 continue  # failed before its first token: try another server
             first, chunks, started, first_at = opened
-            async for chunk in self._relay(state, first, chunks, started, first_at, attempts):
-                yield chunk
-            return
-        route = self._route(attempts, ttft_ms=None)
+            if ttft_ms is None:
+                ttft_ms = (first_at - started) * 1000
+            relay = self._relay(state, first, chunks, started, first_at, watch, attempts, ttft_ms)
+            async with contextlib.aclosing(relay):
+                async for chunk in relay:
+                    if isinstance(chunk, TextDelta):
+                        emitted.append(chunk.text)
+                    yield chunk
+            if attempt["outcome"] == "ok":
+                return
+            # Broken or stalled after its first token: nothing it sent is taken back, the
+            # next server continues from there (a partial tool call is simply re-asked).
+        route = self._route(attempts, ttft_ms=ttft_ms)
         tried_text = ", ".join(f"{a['server']}: {a.get('error') or a['outcome']}" for a in attempts)
+        if emitted or any(a["outcome"] in MIDSTREAM_OUTCOMES for a in attempts):
+            broken = next(a for a in attempts if a["outcome"] in MIDSTREAM_OUTCOMES)
+            raise LLMError(
+                f"the stream from {broken['server']} broke after its first token and no other "
+                f"server of pool {pool!r} could continue it ({tried_text})",
+                route=route,
+            )
         raise LLMError(
             f"no server of pool {pool!r} answered"
             + (f" ({tried_text})" if tried_text else " (no usable server)"),
@@ -127,6 +189,8 @@ class FleetLLM(LLM):
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         attempt: dict[str, Any],
+        watch: _StallWatch,
+        extra_body: dict[str, Any] | None,
     ) -> tuple[LLMChunk, AsyncIterator[LLMChunk], float, float] | None:
         """Start a stream and wait for its first token within the deadline. Returns the first
         chunk, the rest of the stream and the times; ``None`` when the server failed (the
@@ -137,7 +201,11 @@ class FleetLLM(LLM):
         started = time.monotonic()
         first_token = asyncio.Event()
         chunks = self._client(state).stream(
-            messages=messages, tools=tools, on_first_token=first_token.set
+            messages=messages,
+            tools=tools,
+            on_first_token=first_token.set,
+            on_token=watch.touch,
+            extra_body=extra_body,
         )
         next_chunk = asyncio.ensure_future(anext(chunks))
         token_seen = asyncio.ensure_future(first_token.wait())
@@ -149,18 +217,29 @@ class FleetLLM(LLM):
             )
             if not done:
                 outcome, error = "ttft_deadline", f"no first token in {deadline_s * 1000:.0f} ms"
+            elif next_chunk.done():
+                first = next_chunk.result()
             else:
-                first = await next_chunk  # a tool-call response: its first delta has arrived
+                # A tool-call response: its first delta has arrived, the chunk comes at its
+                # end; from now on the stall deadline watches its deltas.
+                async with asyncio.timeout(watch.stall_s) as deadline:
+                    watch.deadline = deadline
+                    first = await next_chunk
         except LLMError as exc:
-            outcome, error = "error", str(exc)
+            # Broken after a tool call's first delta: a mid-stream failure like any other.
+            outcome = "broken_stream" if first_token.is_set() else "error"
+            error = str(exc)
         except StopAsyncIteration:
             outcome, error = "error", "empty response"
+        except TimeoutError:
+            outcome, error = "stall", f"no token for {watch.stall_s * 1000:.0f} ms"
         except BaseException:
             next_chunk.cancel()
             token_seen.cancel()
             await self._abandon(state, chunks, started, ok=None)
             raise
         finally:
+            watch.deadline = None
             token_seen.cancel()
         attempt["ms"] = round((time.monotonic() - started) * 1000, 1)
         if outcome != "ok":
@@ -169,7 +248,14 @@ class FleetLLM(LLM):
                 await next_chunk
             attempt["outcome"], attempt["error"] = outcome, error[:300]
             metrics.LLM_ERRORS.labels(pool, state.name, outcome).inc()
-            await self._abandon(state, chunks, started, ok=False, error=error)
+            await self._abandon(
+                state,
+                chunks,
+                started,
+                ok=False,
+                error=error,
+                cool_down=outcome in MIDSTREAM_OUTCOMES,
+            )
             return None
         first_at = time.monotonic()
         return first, chunks, started, first_at
@@ -181,8 +267,13 @@ class FleetLLM(LLM):
         chunks: AsyncIterator[LLMChunk],
         started: float,
         first_at: float,
+        watch: _StallWatch,
         attempts: list[dict[str, Any]],
-    ) -> AsyncIterator[LLMChunk]:
+        request_ttft_ms: float,
+    ) -> AsyncGenerator[LLMChunk, None]:
+        """Pass one server's stream on from its first chunk. A break or a stall (no token
+        within ``stall_timeout_ms``) ends it quietly: the attempt's ``outcome`` says so
+        (``broken_stream`` / ``stall``) and the router cools the server down."""
         pool = self.settings.pool
         ttft_ms = (first_at - started) * 1000
         metrics.LLM_TTFT.labels(pool, state.name).observe(ttft_ms / 1000)
@@ -201,23 +292,28 @@ class FleetLLM(LLM):
                         finish_reason=chunk.finish_reason,
                         model=chunk.model,
                         usage=chunk.usage,
-                        route=self._route(attempts, ttft_ms=ttft_ms),
+                        route=self._route(attempts, ttft_ms=request_ttft_ms),
                     )
                     return
                 yield chunk
+                outcome = ""
                 try:
-                    chunk = await anext(chunks)
+                    async with asyncio.timeout(watch.stall_s) as deadline:
+                        watch.deadline = deadline
+                        chunk = await anext(chunks)
                 except StopAsyncIteration:
-                    ok = True
-                    return
+                    outcome, error = "broken_stream", "stream ended without its last chunk"
                 except LLMError as exc:
-                    ok, error = False, str(exc)
-                    attempts[-1].update(outcome="broken_stream", error=error[:300])
-                    metrics.LLM_ERRORS.labels(pool, state.name, "broken_stream").inc()
-                    raise LLMError(
-                        f"the stream from {state.name} broke after its first token: {exc}",
-                        route=self._route(attempts, ttft_ms=ttft_ms),
-                    ) from exc
+                    outcome, error = "broken_stream", str(exc)
+                except TimeoutError:
+                    outcome, error = "stall", f"no token for {watch.stall_s * 1000:.0f} ms"
+                finally:
+                    watch.deadline = None
+                if outcome:
+                    ok = False
+                    attempts[-1].update(outcome=outcome, error=error[:300])
+                    metrics.LLM_ERRORS.labels(pool, state.name, outcome).inc()
+                    return
                 now = time.monotonic()
                 if isinstance(chunk, TextDelta):
                     gaps.append((now - last) * 1000)
@@ -225,7 +321,14 @@ class FleetLLM(LLM):
                 last = now
         finally:
             await self._abandon(
-                state, chunks, started, ok=ok, error=error, ttft_ms=ttft_ms, itl_ms=gaps
+                state,
+                chunks,
+                started,
+                ok=ok,
+                error=error,
+                ttft_ms=ttft_ms,
+                itl_ms=gaps,
+                cool_down=ok is False,
             )
 
     async def _abandon(
@@ -238,11 +341,15 @@ class FleetLLM(LLM):
         error: str = "",
         ttft_ms: float | None = None,
         itl_ms: list[float] | None = None,
+        cool_down: bool = False,
     ) -> None:
-        """Close a stream (idempotent) and tell the router and the metrics how it ended."""
+        """Close a stream (idempotent) and tell the router and the metrics how it ended.
+        ``cool_down``: a mid-stream failure, the server cools down at once."""
         with contextlib.suppress(BaseException):
             await chunks.aclose()  # type: ignore[attr-defined]
-        self.router.end(state, ok=ok, ttft_ms=ttft_ms, itl_ms=itl_ms or (), error=error)
+        self.router.end(
+            state, ok=ok, ttft_ms=ttft_ms, itl_ms=itl_ms or (), error=error, cool_down=cool_down
+        )
         pool = self.settings.pool
         metrics.LLM_INFLIGHT.labels(pool, state.name).dec()
         outcome = "ok" if ok else ("cancelled" if ok is None else "error")
@@ -256,6 +363,9 @@ class FleetLLM(LLM):
             "reason": attempts[0]["reason"] if attempts else "no_server",
             "attempts": [dict(a) for a in attempts],
             "failovers": max(0, len(attempts) - 1),
+            "midstream_failovers": sum(
+                1 for a in attempts[:-1] if a.get("outcome") in MIDSTREAM_OUTCOMES
+            ),
             "ttft_ms": round(ttft_ms, 1) if ttft_ms is not None else None,
         }
 

@@ -103,13 +103,20 @@ class OpenAICompatLLM(LLM):
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         on_first_token: Callable[[], None] | None = None,
+        on_token: Callable[[], None] | None = None,
+        extra_body: dict[str, Any] | None = None,
     ) -> AsyncIterator[LLMChunk]:
         """Stream one completion; see the class docstring for what is yielded and raised.
 
         ``on_first_token`` is called once, when the first text or tool-call delta arrives (a
-        tool-call response yields nothing until its end: the fleet's TTFT deadline needs it).
+        tool-call response yields nothing until its end: the fleet's TTFT deadline needs it);
+        ``on_token`` on every such delta (the fleet's inter-token stall deadline).
+        ``extra_body``: fields added to the request body beyond OpenAI's (vLLM's
+        ``continue_final_message``...).
         """
         request = self._request(messages=messages, tools=tools)
+        if extra_body:
+            request["extra_body"] = extra_body
         calls = _ToolCallAccumulator()
         finish_reason: str | None = None
         model: str | None = None
@@ -132,9 +139,12 @@ class OpenAICompatLLM(LLM):
                             continue  # n=1 is requested; ignore stray extra choices
                         delta = getattr(choice, "delta", None)
                         if delta is not None:
-                            if on_first_token is not None and (delta.content or delta.tool_calls):
-                                on_first_token()
-                                on_first_token = None
+                            if delta.content or delta.tool_calls:
+                                if on_first_token is not None:
+                                    on_first_token()
+                                    on_first_token = None
+                                if on_token is not None:
+                                    on_token()
                             if delta.content:
                                 yield TextDelta(text=delta.content)
                             for tool_delta in delta.tool_calls or ():

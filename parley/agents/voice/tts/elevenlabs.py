@@ -24,7 +24,8 @@ audio), the request is retried once on a fresh connection.
 Closing the async generator (barge-in) leaves the SDK's ``async with`` around the response,
 which closes the HTTP response and its connection at once: ElevenLabs stops generating.
 Every failure (refused key, unknown voice or model, HTTP error, connection lost mid-stream,
-no first byte within ``timeout_s``) raises :class:`TTSError`; the session then speaks the
+no first audio byte within ``first_byte_timeout_ms``, a gap between chunks over
+``stall_timeout_ms``) raises :class:`TTSError`; the session then speaks the
 rest of the reply with the offline fallback engine.
 """
 
@@ -61,6 +62,10 @@ class ElevenLabsSettings:
     ``optimize_streaming_latency``: ElevenLabs' 0–4 latency level (0 = best quality, 4 = max
     latency optimisations incl. no text normaliser). ``timeout_s``: connect and per-read
     timeout. ``url``: API base, ``https://api.elevenlabs.io`` or a proxy / local fake.
+    ``first_byte_timeout_ms=2000``: the sentence fails when its first audio byte takes longer
+    (ElevenLabs' turbo and flash models answer in a few hundred ms; the caller hears silence
+    meanwhile); ``stall_timeout_ms=2000``: the same for a gap between two audio chunks. The
+    session then speaks the reply with the offline engine.
 
     Keeping the connection warm between turns (module docstring):
     ``keepalive_interval_s=15``: while idle, one ``GET /v1/models`` per this many seconds
@@ -81,6 +86,8 @@ class ElevenLabsSettings:
     stability: float | None = None
     similarity_boost: float | None = None
     timeout_s: float = 10.0
+    first_byte_timeout_ms: float = 2000.0
+    stall_timeout_ms: float = 2000.0
     keepalive_interval_s: float | None = 15.0
     keepalive_expiry_s: float = 300.0
 
@@ -97,6 +104,8 @@ class ElevenLabsSettings:
             raise ValueError("keepalive_interval_s and keepalive_expiry_s must be > 0")
         if interval is not None and self.keepalive_expiry_s <= interval:
             raise ValueError("keepalive_expiry_s must exceed keepalive_interval_s")
+        if self.first_byte_timeout_ms <= 0 or self.stall_timeout_ms <= 0:
+            raise ValueError("first_byte_timeout_ms and stall_timeout_ms must be > 0")
 
     @property
     def output_format(self) -> str:
@@ -177,7 +186,26 @@ class ElevenLabsTTS(TTS):
                 try:
                     stream = self._client.text_to_speech.stream(settings.voice_id, **kwargs)
                     try:
-                        async for chunk in stream:
+                        while True:
+                            # The caller is waiting: no first byte within first_byte_timeout_ms
+                            # or a stall of stall_timeout_ms between chunks fails this sentence
+                            # (the session goes on with the offline voice).
+                            limit_ms = (
+                                settings.stall_timeout_ms
+                                if sent_audio or carry
+                                else settings.first_byte_timeout_ms
+                            )
+                            try:
+                                async with asyncio.timeout(limit_ms / 1000):
+                                    chunk = await anext(stream)
+                            except StopAsyncIteration:
+                                break
+                            except TimeoutError:
+                                what = "audio stalled" if sent_audio else "no first audio byte"
+                                raise TTSError(
+                                    f"ElevenLabs at {settings.url}: {what} within "
+                                    f"{limit_ms:g} ms while speaking {len(text)} characters"
+                                ) from None
                             data = carry + chunk
                             cut = len(data) - len(data) % 2
                             carry = data[cut:]
