@@ -46,7 +46,7 @@ from parley.conversations.services import (
 )
 from parley.platform.errors import ApplicationError
 from parley.tools.environments import environment_from_call_token
-from parley.tools.services import tool_call_start
+from parley.tools.services import tool_call_decline, tool_call_start
 from parley.tools.tasks import tool_call_run
 
 logger = logging.getLogger(__name__)
@@ -310,6 +310,20 @@ class CeleryToolRunner:
             ok=result.ok, content=result.content, duration_ms=(time.monotonic() - started) * 1000
         )
 
+    async def decline(self, *, turn: int, call: ToolCallRequest, result: str, reason: str) -> None:
+        """Record a call the caller did not confirm (``ToolCall`` status ``declined``)."""
+        await database_sync_to_async(tool_call_decline)(
+            conversation_id=self.conversation_id,
+            turn_index=turn,
+            call_id=call.id,
+            name=call.name,
+            arguments_raw=call.arguments,
+            result=result,
+            reason=reason,
+            scenario=self.scenario,
+            environment_id=self.environment_id,
+        )
+
     def _execute(self, tool_call_id: int) -> dict[str, Any]:
         async_result = tool_call_run.delay(tool_call_id, self.scenario, self.allowed)
         return async_result.get(timeout=self.timeout_s, disable_sync_subtasks=False)
@@ -369,6 +383,7 @@ def call_session_build(
             audio_lead_ms=settings.PARLEY_AUDIO_LEAD_MS,
             text_only=text_only,
             turn_taking=dataclasses.replace(config.turn_taking, echo_gate=echo_gate),
+            confirm_tools=frozenset(config.confirm_tools),
         ),
     )
 
