@@ -1,6 +1,12 @@
 from django.contrib import admin
 
-from parley.agents.models import TURN_TAKING_FIELDS, Agent, PromptVersion, Scenario
+from parley.agents.models import (
+    CALL_LIMIT_FIELDS,
+    TURN_TAKING_FIELDS,
+    Agent,
+    PromptVersion,
+    Scenario,
+)
 
 
 @admin.register(Scenario)
@@ -25,7 +31,10 @@ class AgentAdmin(admin.ModelAdmin):
     inlines = [PromptVersionInline]
     fieldsets = (
         (None, {"fields": ("slug", "name", "scenario", "published", "greeting")}),
-        ("LLM", {"fields": ("model_pool", "tools", "max_tool_steps")}),
+        (
+            "LLM",
+            {"fields": ("model_pool", "tools", "max_tool_steps", "confirm_side_effects")},
+        ),
         ("Voice", {"fields": ("stt_provider", "tts_provider", "tts_voice", "tts_rate_wpm")}),
         (
             "Deepgram speech-to-text",
@@ -51,6 +60,7 @@ class AgentAdmin(admin.ModelAdmin):
             },
         ),
         ("Turn-taking", {"fields": TURN_TAKING_FIELDS}),
+        ("Call limits", {"fields": CALL_LIMIT_FIELDS}),
     )
 
 

@@ -7,6 +7,7 @@ helpers; events are written by a background recorder so persistence never delays
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -20,6 +21,15 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from parley.agents.call_tokens import CallTokenError, call_token_verify
+from parley.agents.limits import (
+    CALL_DURATION_EXCEEDED,
+    CALL_LIMIT_REACHED,
+    FRAME_RATE_EXCEEDED,
+    FRAME_TOO_LARGE,
+    MESSAGE_TOO_LARGE,
+    Limit,
+    TokenBucket,
+)
 from parley.agents.providers import providers_build
 from parley.agents.runtime import EventRecorder, call_close, call_open, call_session_build
 from parley.agents.voice.session import CallSession
@@ -29,7 +39,8 @@ from parley.platform.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
-#: WebSocket close codes (4000–4999 are the application's): see docs/protocol.md.
+#: WebSocket close codes (4000–4999 are the application's): see docs/protocol.md. The call
+#: limits' codes are in parley/agents/limits.py.
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_AGENT_NOT_FOUND = 4404
 CLOSE_AGENT_UNAVAILABLE = 4403
@@ -44,6 +55,8 @@ class CallConsumer(AsyncWebsocketConsumer):
     conversation_id: uuid.UUID | None = None
     _open = False
     _ended = False
+    _frame_bucket: TokenBucket | None = None  # the caller's message rate (limits.py)
+    _duration_timer: asyncio.Task[None] | None = None  # ends the call at max_call_duration_s
 
     async def connect(self) -> None:
         await self.accept()
@@ -70,20 +83,22 @@ class CallConsumer(AsyncWebsocketConsumer):
             providers = await providers_build(config)
         except ApplicationError as exc:
             code = exc.extra.get("code", "call_refused")
-            await self.send_json_safe(
-                {
-                    "type": "error",
-                    "turn": 0,
-                    "t_ms": 0,
-                    "code": code,
-                    "message": exc.message,
-                    "fatal": True,
-                }
-            )
+            error = {
+                "type": "error",
+                "turn": 0,
+                "t_ms": 0,
+                "code": code,
+                "message": exc.message,
+                "fatal": True,
+            }
+            if "conversation_id" in exc.extra:  # a refused call's record
+                error["conversation_id"] = exc.extra["conversation_id"]
+            await self.send_json_safe(error)
             close = {
                 "agent_not_found": CLOSE_AGENT_NOT_FOUND,
                 "token_required": CLOSE_UNAUTHORIZED,
                 "bad_call_token": CLOSE_UNAUTHORIZED,
+                CALL_LIMIT_REACHED.code: CALL_LIMIT_REACHED.close_code,
             }.get(code, CLOSE_AGENT_UNAVAILABLE)
             await self.close(code=close)
             return
@@ -99,6 +114,13 @@ class CallConsumer(AsyncWebsocketConsumer):
             audio=self,
             echo_cancellation=_flag(query.get("aec")),
         )
+        self._frame_bucket = TokenBucket(
+            rate_per_s=settings.PARLEY_MAX_FRAMES_PER_S, burst=settings.PARLEY_FRAME_BURST
+        )
+        if opened.max_call_duration_s > 0:
+            self._duration_timer = asyncio.get_running_loop().create_task(
+                self._end_at_duration_limit(opened.max_call_duration_s), name="call-duration"
+            )
         try:
             await self.session.start()
         except STTError as exc:
@@ -177,8 +199,22 @@ class CallConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session is None or self._ended:
             return
+        if self._frame_bucket is not None and not self._frame_bucket.take():
+            await self._end_for_limit(
+                FRAME_RATE_EXCEEDED,
+                f"more than {settings.PARLEY_MAX_FRAMES_PER_S:g} messages a second "
+                f"(beyond a burst of {settings.PARLEY_FRAME_BURST})",
+            )
+            return
         if bytes_data is not None:
             await self._receive_audio(bytes_data)
+            return
+        size = len((text_data or "").encode())
+        if size > settings.PARLEY_MAX_CONTROL_BYTES:
+            await self._end_for_limit(
+                MESSAGE_TOO_LARGE,
+                f"control message of {size} bytes exceeds {settings.PARLEY_MAX_CONTROL_BYTES}",
+            )
             return
         try:
             message = json.loads(text_data or "")
@@ -222,14 +258,33 @@ class CallConsumer(AsyncWebsocketConsumer):
             )
             return
         if len(frame) > settings.PARLEY_MAX_FRAME_BYTES:
-            await self.session.emit_error(
-                code="frame_too_large",
-                message=(
-                    f"audio frame of {len(frame)} bytes exceeds {settings.PARLEY_MAX_FRAME_BYTES}"
-                ),
+            await self._end_for_limit(
+                FRAME_TOO_LARGE,
+                f"audio frame of {len(frame)} bytes exceeds {settings.PARLEY_MAX_FRAME_BYTES}",
             )
             return
         await self.session.push_audio(frame)
+
+    async def _end_for_limit(self, limit: Limit, message: str) -> None:
+        """End the call for exceeding ``limit``: a fatal error event (sent and recorded), the
+        Conversation ended as ``error`` with ``"<code>: <message>"`` as its end reason, and
+        the socket closed with the limit's close code."""
+        if self._ended:
+            return
+        if self.session is not None:
+            await self.session.emit_error(code=limit.code, message=message, fatal=True)
+        await self._end(status=Conversation.Status.ERROR, reason=f"{limit.code}: {message}")
+        await self.close(code=limit.close_code)
+
+    async def _end_at_duration_limit(self, limit_s: int) -> None:
+        """Sleep out the agent's ``max_call_duration_s``, then end the call."""
+        await asyncio.sleep(limit_s)
+        try:
+            await self._end_for_limit(
+                CALL_DURATION_EXCEEDED, f"the call reached its limit of {limit_s} s"
+            )
+        except Exception:
+            logger.exception("could not end call %s at its duration limit", self.conversation_id)
 
     async def disconnect(self, code: int) -> None:
         self._open = False
@@ -239,6 +294,9 @@ class CallConsumer(AsyncWebsocketConsumer):
         if self._ended:
             return
         self._ended = True
+        timer, self._duration_timer = self._duration_timer, None
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
         call_ended = await call_close(
             session=self.session,
             recorder=self.recorder,

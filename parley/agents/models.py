@@ -52,6 +52,10 @@ TURN_TAKING_FIELDS = (
 )
 
 
+#: The call limits of an agent (docs/protocol.md, "Limits"), for the dashboard and the admin.
+CALL_LIMIT_FIELDS = ("max_concurrent_calls", "max_call_duration_s")
+
+
 class Agent(models.Model):
     """A configured voice agent: scenario, LLM pool, voice and turn-taking settings."""
 
@@ -220,6 +224,26 @@ class Agent(models.Model):
         default=5,
         validators=[MinValueValidator(1), MaxValueValidator(20)],
         help_text="Most LLM calls with tools per caller turn.",
+    )
+
+    confirm_side_effects = models.BooleanField(
+        default=False,
+        help_text="Before a tool that changes data runs, the agent reads the action back and "
+        "asks the caller to confirm; anything but a yes and it is not run.",
+    )
+
+    # Call limits (docs/protocol.md, "Limits")
+    max_concurrent_calls = models.PositiveIntegerField(
+        default=20,
+        validators=[MaxValueValidator(10_000)],
+        help_text="Calls this agent takes at once; one more is refused (call_limit_reached). "
+        "0: no cap.",
+    )
+    max_call_duration_s = models.PositiveIntegerField(
+        default=1800,
+        validators=[MaxValueValidator(86_400)],
+        help_text="A call still going after this long is ended (call_duration_exceeded) (s). "
+        "0: no limit.",
     )
 
     # Analysts (docs/conversations.md)

@@ -78,6 +78,9 @@ class CallConfig:
     turn_taking: TurnTakingSettings = field(default_factory=TurnTakingSettings)
     #: ``auto`` (gate when the caller's client reports no echo cancellation), ``on``, ``off``.
     echo_gate_mode: str = "auto"
+    #: Tools the caller must confirm before they run (side-effecting ones, when the agent's
+    #: ``confirm_side_effects`` is on).
+    confirm_tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,11 @@ def call_config_build(
         keyterms = tuple(
             scenario_keyterms(scenario=agent.scenario.domain, extra=agent.stt_keyterms.splitlines())
         )
-    tools = tuple(t.as_openai_tool() for t in agent.tools.order_by("name"))
+    schemas = list(agent.tools.order_by("name"))
+    tools = tuple(t.as_openai_tool() for t in schemas)
+    confirm_tools = tuple(
+        t.name for t in schemas if t.side_effecting and agent.confirm_side_effects
+    )
     pool = agent.model_pool
     policy = agent.scenario.policy.strip()
     system_prompt = (prompt.text if prompt else "").strip()
@@ -152,6 +159,7 @@ def call_config_build(
         tools=tools,
         tool_names=tuple(t["function"]["name"] for t in tools),
         max_tool_steps=agent.max_tool_steps,
+        confirm_tools=confirm_tools,
         vad=VADSettings(
             threshold=agent.vad_threshold,
             min_speech_ms=agent.min_speech_ms,

@@ -21,7 +21,11 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
+from parley.agents.limits import CALL_LIMIT_REACHED
+from parley.agents.models import Agent
 from parley.agents.providers import (
     CallConfig,
     Providers,
@@ -32,15 +36,17 @@ from parley.agents.selectors import agent_get_for_call, prompt_active
 from parley.agents.voice.messages import SessionEvent, ToolCallRequest, ToolResult
 from parley.agents.voice.recording import CallRecorder
 from parley.agents.voice.session import AudioSink, CallSession, SessionSettings
+from parley.conversations.models import Conversation
 from parley.conversations.services import (
     call_events_record,
     conversation_end,
+    conversation_refuse,
     conversation_start,
     recording_register,
 )
 from parley.platform.errors import ApplicationError
 from parley.tools.environments import environment_from_call_token
-from parley.tools.services import tool_call_start
+from parley.tools.services import tool_call_decline, tool_call_start
 from parley.tools.tasks import tool_call_run
 
 logger = logging.getLogger(__name__)
@@ -56,6 +62,8 @@ class OpenedCall:
     conversation_id: uuid.UUID
     started_at: dt.datetime
     environment_id: uuid.UUID | None = None
+    #: The agent's ``max_call_duration_s`` (0: no limit), enforced by the transport.
+    max_call_duration_s: int = 0
 
 
 def call_open(
@@ -77,7 +85,9 @@ def call_open(
     not published (dashboard test calls, server-placed calls). Raises ``ApplicationError``
     with ``extra["code"]`` (``agent_not_found``, ``agent_unpublished``,
     ``overrides_not_allowed``, ``bad_provider``, ``provider_not_configured``,
-    ``bad_sandbox_token``).
+    ``bad_sandbox_token``, ``call_limit_reached``: the agent already has
+    ``max_concurrent_calls`` calls; the refused call is recorded as an ended Conversation,
+    its id in ``extra["conversation_id"]``).
     """
     overrides = overrides or {}
     # A sandbox token is minted by this server (evaluations): its calls may reach an agent
@@ -111,19 +121,65 @@ def call_open(
         "tts": "text" if text_only else config.tts_provider,
         "llm": f"{config.pool_kind}:{config.llm_model}",
     }
-    conversation = conversation_start(
-        agent=agent,
-        prompt_version=prompt,
-        providers=providers,
-        client=client,
-        environment=environment,
-    )
+    start = {
+        "agent": agent,
+        "prompt_version": prompt,
+        "providers": providers,
+        "client": client,
+        "environment": environment,
+    }
+    with transaction.atomic():
+        # The agent's row lock serialises call starts of one agent: two callers racing for
+        # its last free slot cannot both count it free (READ COMMITTED: the count below runs
+        # after the lock is granted, so it sees the other start's committed row).
+        limits = (
+            Agent.objects.select_for_update()
+            .only("max_concurrent_calls", "max_call_duration_s")
+            .get(pk=agent.pk)
+        )
+        active = calls_active_count(agent=limits)
+        full = limits.max_concurrent_calls > 0 and active >= limits.max_concurrent_calls
+        if not full:
+            conversation = conversation_start(**start)
+    if full:
+        reason = (
+            f"{CALL_LIMIT_REACHED.code}: {active} calls active, the agent takes "
+            f"{limits.max_concurrent_calls} at once"
+        )
+        refused = conversation_refuse(**start, reason=reason)
+        raise ApplicationError(
+            f"this agent is taking {limits.max_concurrent_calls} calls already: "
+            "try again in a moment",
+            extra={"code": CALL_LIMIT_REACHED.code, "conversation_id": str(refused.id)},
+        )
     return OpenedCall(
         config=config,
         conversation_id=conversation.id,
         started_at=conversation.started_at,
         environment_id=environment.pk if environment else None,
+        max_call_duration_s=limits.max_call_duration_s,
     )
+
+
+#: How much longer than its agent's ``max_call_duration_s`` an ``active`` Conversation may be
+#: before it no longer counts against ``max_concurrent_calls`` (s): its server died before it
+#: could mark the call ended, and a crash must not keep the agent's slots taken for ever.
+STALE_CALL_GRACE_S = 60
+
+
+def calls_active_count(*, agent: Agent) -> int:
+    """The agent's calls now in progress (``status=active``), as ``call_open`` counts them.
+
+    With a ``max_call_duration_s``, an active call started longer ago than that plus
+    :data:`STALE_CALL_GRACE_S` is taken for a crashed server's leftover and not counted.
+    """
+    calls = Conversation.objects.filter(agent_id=agent.pk, status=Conversation.Status.ACTIVE)
+    if agent.max_call_duration_s > 0:
+        oldest = timezone.now() - dt.timedelta(
+            seconds=agent.max_call_duration_s + STALE_CALL_GRACE_S
+        )
+        calls = calls.filter(started_at__gte=oldest)
+    return calls.count()
 
 
 #: How long a call's events gather before one transaction persists them (s). Written at
@@ -254,6 +310,20 @@ class CeleryToolRunner:
             ok=result.ok, content=result.content, duration_ms=(time.monotonic() - started) * 1000
         )
 
+    async def decline(self, *, turn: int, call: ToolCallRequest, result: str, reason: str) -> None:
+        """Record a call the caller did not confirm (``ToolCall`` status ``declined``)."""
+        await database_sync_to_async(tool_call_decline)(
+            conversation_id=self.conversation_id,
+            turn_index=turn,
+            call_id=call.id,
+            name=call.name,
+            arguments_raw=call.arguments,
+            result=result,
+            reason=reason,
+            scenario=self.scenario,
+            environment_id=self.environment_id,
+        )
+
     def _execute(self, tool_call_id: int) -> dict[str, Any]:
         async_result = tool_call_run.delay(tool_call_id, self.scenario, self.allowed)
         return async_result.get(timeout=self.timeout_s, disable_sync_subtasks=False)
@@ -313,6 +383,7 @@ def call_session_build(
             audio_lead_ms=settings.PARLEY_AUDIO_LEAD_MS,
             text_only=text_only,
             turn_taking=dataclasses.replace(config.turn_taking, echo_gate=echo_gate),
+            confirm_tools=frozenset(config.confirm_tools),
         ),
     )
 

@@ -44,6 +44,32 @@ def conversation_start(
     )
 
 
+def conversation_refuse(
+    *,
+    agent: Agent,
+    prompt_version: PromptVersion | None,
+    providers: dict[str, str],
+    client: dict[str, Any],
+    reason: str,
+    environment: Environment | None = None,
+) -> Conversation:
+    """Record a call refused at connect (a call limit): a Conversation that ended as it
+    started, ``status=error``, ``end_reason`` saying why. Analysts find refused calls next
+    to the calls that ran; nothing else (turns, reports) is written for it."""
+    now = timezone.now()
+    return Conversation.objects.create(
+        agent=agent,
+        prompt_version=prompt_version,
+        started_at=now,
+        ended_at=now,
+        status=Conversation.Status.ERROR,
+        end_reason=reason[:200],
+        providers=providers,
+        client=client,
+        environment=environment,
+    )
+
+
 @transaction.atomic
 def call_events_record(
     *,

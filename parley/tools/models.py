@@ -47,6 +47,7 @@ class ToolCall(models.Model):
         RUNNING = "running"
         OK = "ok"
         ERROR = "error"
+        DECLINED = "declined", "Declined by the caller (never run)"
 
     conversation = models.ForeignKey(
         "conversations.Conversation",

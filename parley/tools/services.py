@@ -51,6 +51,39 @@ def tool_call_start(
     return call
 
 
+def tool_call_decline(
+    *,
+    conversation_id: uuid.UUID,
+    turn_index: int,
+    call_id: str,
+    name: str,
+    arguments_raw: str,
+    result: str,
+    reason: str,
+    scenario: str = "",
+    environment_id: uuid.UUID | None = None,
+) -> ToolCall:
+    """Record a tool call the caller did not confirm (the agent's ``confirm_side_effects``):
+    status ``declined``, never run; ``result`` is what the LLM read back, ``reason`` (in
+    ``error``) why it was not run."""
+    call = tool_call_start(
+        conversation_id=conversation_id,
+        turn_index=turn_index,
+        call_id=call_id,
+        name=name,
+        arguments_raw=arguments_raw,
+        scenario=scenario,
+        environment_id=environment_id,
+    )
+    call.status = ToolCall.Status.DECLINED
+    call.result = result
+    call.error = reason
+    call.finished_at = timezone.now()
+    call.duration_ms = 0.0
+    call.save(update_fields=["status", "result", "error", "finished_at", "duration_ms"])
+    return call
+
+
 def tool_call_record(
     *, scenario: str, name: str, arguments_raw: str, environment: Environment | None, call_id: str
 ) -> ToolCall:

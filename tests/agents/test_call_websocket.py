@@ -120,16 +120,16 @@ async def test_malformed_frames_and_messages_get_errors_not_a_dropped_call(
     call = await ws_call("hospital-receptionist")
     comm = call.communicator
     await comm.send_to(bytes_data=b"\x01\x02\x03")  # odd length
-    await comm.send_to(bytes_data=bytes(64_000))  # 2 s in one frame: too large
     await comm.send_to(text_data="{not json")
     await comm.send_to(text_data=json.dumps({"type": "dance"}))
     await comm.send_to(text_data=json.dumps({"type": "ping", "id": 7}))
     await call.wait_for(lambda ev: any(e["type"] == "pong" for e in ev))
     codes = [e["code"] for e in call.of("error")]
-    assert codes == ["bad_frame", "frame_too_large", "bad_json", "unknown_message"]
+    assert codes == ["bad_frame", "bad_json", "unknown_message"]
     assert all(e["fatal"] is False for e in call.of("error"))
     assert call.of("pong")[0]["id"] == 7
-    # Still alive: normal audio is accepted and the call ends cleanly.
+    # Still alive (a frame too large would end it: tests/agents/test_call_limits.py): normal
+    # audio is accepted and the call ends cleanly.
     await call.send_audio(bytes(640 * 10))
     await comm.send_to(text_data=json.dumps({"type": "hangup"}))
     await call.wait_for(lambda ev: any(e["type"] == "call.ended" for e in ev))

@@ -27,7 +27,8 @@
 
   const PING_INTERVAL_MS = 2000;
   const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
-  const FATAL_CLOSE_CODES = new Set([4401, 4403, 4404]);
+  // Refusals and call limits (docs/protocol.md#limits): reconnecting would not help.
+  const FATAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4408, 4413, 4429, 4503]);
 
   const config = {
     agent: script.dataset.agent || "",

@@ -44,6 +44,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from parley.agents.voice.chunker import SentenceChunker
+from parley.agents.voice.confirm import (
+    DECLINED_RESULT,
+    confirmation_answer,
+    confirmation_question,
+)
 from parley.agents.voice.llm.base import LLM, LLMError
 from parley.agents.voice.messages import (
     BYTES_PER_SAMPLE,
@@ -98,6 +103,11 @@ class ToolRunner(Protocol):
 
     async def run(self, *, turn: int, call: ToolCallRequest) -> ToolResult: ...
 
+    async def decline(self, *, turn: int, call: ToolCallRequest, result: str, reason: str) -> None:
+        """Record a call the caller did not confirm: never run; ``result`` is what the LLM
+        reads back, ``reason`` why it was not run."""
+        ...
+
 
 @dataclass(frozen=True)
 class SessionSettings:
@@ -110,6 +120,10 @@ class SessionSettings:
     (evaluation runs in text mode); every sentence counts as heard.
     ``turn_taking``: end of turn, barge-in, backchannels, echo gate and filler
     (:class:`~parley.agents.voice.turns.TurnTakingSettings`).
+    ``confirm_tools``: tools that run only once the caller confirms (the agent's side-effecting
+    tools when its ``confirm_side_effects`` is on): the agent reads the call back
+    (:func:`~parley.agents.voice.confirm.confirmation_question`) and the caller's next turn
+    answers it; with no answer within ``confirm_timeout_ms`` the call is declined.
     """
 
     system_prompt: str = ""
@@ -121,6 +135,8 @@ class SessionSettings:
     frame_ms: int = 20
     text_only: bool = False
     turn_taking: TurnTakingSettings = field(default_factory=TurnTakingSettings)
+    confirm_tools: frozenset[str] = frozenset()
+    confirm_timeout_ms: int = 30_000
 
 
 #: Longest typed caller turn accepted (characters).
@@ -174,6 +190,7 @@ class TurnState:
     eot_timer: asyncio.Task[None] | None = None
     # -- reply
     tools_ran: bool = False
+    asked_confirmation: bool = False  # read a tool call back; the LLM history waits for it
     filler_said: bool = False
     pauses: int = 0  # times caller speech paused this reply
     resumed: list[str] = field(default_factory=list)  # why each pause resumed
@@ -181,6 +198,17 @@ class TurnState:
     def text(self) -> str:
         """The caller's words so far: the finals, then the latest partial."""
         return " ".join(t for t in (*self.finals, self.partial) if t)
+
+
+@dataclass
+class _Confirmation:
+    """Tool calls waiting for the caller's yes: ``calls[0]`` was read back to them (in turn
+    ``turn_index``); the rest of its LLM step's calls follow it once it is answered."""
+
+    turn_index: int
+    calls: list[ToolCallRequest]
+    question: str
+    timer: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -325,6 +353,8 @@ class CallSession:
         self._ttfa_ms: dict[int, float] = {}  # server TTFA per turn, for the caller's reports
         self._played: set[int] = set()  # turns whose playback start the caller reported
         self._silence_frame = b""
+        #: Tool calls waiting for the caller's answer (``SessionSettings.confirm_tools``).
+        self._confirmation: _Confirmation | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -383,6 +413,10 @@ class CallSession:
             listening.user_text = listening.text()
             listening.status = "completed" if listening.user_text else "abandoned"
             await self._end_turn(listening)
+        if self._confirmation is not None:
+            await self._decline_pending(
+                self._confirmation, reason="the call ended before the caller answered"
+            )
         if self._stt_stream is not None:
             # CloseStream first, and let the reader record what the engine says last (its
             # final results and, for Deepgram, the Metadata summary) before it is cancelled.
@@ -1050,6 +1084,8 @@ class CallSession:
         spec = turn.speculation
         if spec is not None and spec.text == text:
             return
+        if self._confirmation is not None:
+            return  # the text answers a confirmation: it is no LLM request of its own
         await self._discard_speculation(turn)
         messages = [*self.history, {"role": "user", "content": text}]
         spec = _Speculation(text=text, messages=messages, started_at=time.monotonic())
@@ -1102,7 +1138,9 @@ class CallSession:
         self._reply_task = self._spawn(self._reply(turn, greeting), name=f"reply-{turn.index}")
 
     async def _reply(self, turn: TurnState, greeting: str | None) -> None:
-        """Produce and speak one reply: the greeting, or the agent loop's answer."""
+        """Produce and speak one reply: the greeting, or the agent loop's answer (after the
+        tool calls this turn answers the confirmation of, if any)."""
+        pending = self._confirmation
         if greeting is None:
             if not turn.user_text:
                 # Noise or a word the engine could not make out: nothing to answer.
@@ -1110,22 +1148,27 @@ class CallSession:
                 turn.status = "completed"
                 await self._finish_reply(turn)
                 return
-            turn.history_len = len(self.history)
-            self.history.append({"role": "user", "content": turn.user_text})
+            if pending is None:
+                turn.history_len = len(self.history)
+                self.history.append({"role": "user", "content": turn.user_text})
+            # (An answer to a confirmation is no user message: the LLM reads it in the tool
+            # result, right after its tool call as the chat format requires.)
 
         speech_queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._speaker_task = self._spawn(
             self._speak(turn, speech_queue), name=f"speak-{turn.index}"
         )
         try:
-            if greeting is None:
-                await self._agent_loop(turn, speech_queue)
-            else:
+            if greeting is not None:
                 await self._queue_sentence(turn, greeting, speech_queue, time.monotonic())
+            elif pending is None or not await self._answer_confirmation(
+                turn, pending, speech_queue
+            ):
+                await self._agent_loop(turn, speech_queue)
         finally:
             speech_queue.put_nowait(None)
         await self._speaker_task
-        if turn.agent_text:
+        if turn.agent_text and not turn.asked_confirmation:
             self.history.append({"role": "assistant", "content": turn.spoken_text})
         if turn.status == "responding":
             turn.status = "completed"
@@ -1205,7 +1248,8 @@ class CallSession:
             if "llm_ttft_ms" not in turn.metrics:
                 # A tool-call-only response: its first token is the first tool-call delta.
                 turn.metrics["llm_ttft_ms"] = (time.monotonic() - requested_at) * 1000
-            await self._run_tools(turn, "".join(step_text), done.tool_calls, speech_queue)
+            if await self._run_tools(turn, "".join(step_text), done.tool_calls, speech_queue):
+                return  # a call waits for the caller's yes: their next turn answers
         await self._emit(
             "error",
             turn.index,
@@ -1239,7 +1283,9 @@ class CallSession:
         text: str,
         calls: tuple[ToolCallRequest, ...],
         speech_queue: asyncio.Queue[str | None],
-    ) -> None:
+    ) -> bool:
+        """Record the LLM's tool calls in the history and run them in order; ``True`` when
+        one must first be confirmed by the caller (it and the rest then wait)."""
         turn.tools_ran = True
         self.history.append(
             {
@@ -1255,7 +1301,21 @@ class CallSession:
                 ],
             }
         )
-        for call in calls:
+        return await self._run_tool_calls(turn, list(calls), said=bool(text), queue=speech_queue)
+
+    async def _run_tool_calls(
+        self,
+        turn: TurnState,
+        calls: list[ToolCallRequest],
+        *,
+        said: bool,
+        queue: asyncio.Queue[str | None],
+        record_turn: int | None = None,
+    ) -> bool:
+        """Run ``calls`` in order, each result into the history; stop at the first one the
+        caller must confirm (read back to them now). ``True`` when stopped there.
+        ``record_turn``: the turn the calls were requested in (default: ``turn``)."""
+        for i, call in enumerate(calls):
             await self._emit(
                 "tool.call",
                 turn.index,
@@ -1263,21 +1323,132 @@ class CallSession:
                 name=call.name,
                 arguments=_maybe_json(call.arguments),
             )
+            if call.name in self.settings.confirm_tools:
+                await self._ask_confirmation(turn, calls[i:], queue)
+                return True
             result = await self._run_tool_with_filler(
-                turn, call, said=bool(text), queue=speech_queue
+                turn, call, said=said, queue=queue, record_turn=record_turn
             )
-            await self._emit(
-                "tool.result",
-                turn.index,
-                id=call.id,
-                name=call.name,
-                ok=result.ok,
-                result=result.content,
-                duration_ms=round(result.duration_ms, 1),
+            self._tool_result_record(call, result)
+            await self._emit_tool_result(turn.index, call, result)
+        return False
+
+    def _tool_result_record(self, call: ToolCallRequest, result: ToolResult) -> None:
+        self.history.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+
+    async def _emit_tool_result(self, turn: int, call: ToolCallRequest, result: ToolResult) -> None:
+        await self._emit(
+            "tool.result",
+            turn,
+            id=call.id,
+            name=call.name,
+            ok=result.ok,
+            result=result.content,
+            duration_ms=round(result.duration_ms, 1),
+        )
+
+    # ------------------------------------------------------------------ tool confirmation
+
+    async def _ask_confirmation(
+        self, turn: TurnState, calls: list[ToolCallRequest], queue: asyncio.Queue[str | None]
+    ) -> None:
+        """Read ``calls[0]`` back to the caller and keep ``calls`` until they answer (their
+        next turn, :meth:`_answer_confirmation`) or ``confirm_timeout_ms`` passes."""
+        call = calls[0]
+        question = confirmation_question(name=call.name, arguments=call.arguments)
+        pending = _Confirmation(turn_index=turn.index, calls=calls, question=question)
+        self._confirmation = pending
+        # The question stays out of the LLM history (the call's result must follow the call):
+        # the result says what came of it.
+        turn.asked_confirmation = True
+        await self._emit(
+            "tool.confirmation",
+            turn.index,
+            id=call.id,
+            name=call.name,
+            state="requested",
+            question=question,
+        )
+        await self._queue_sentence(turn, question, queue, None)
+        pending.timer = self._spawn(
+            self._confirmation_timeout(pending), name=f"confirm-timeout-{turn.index}"
+        )
+
+    async def _answer_confirmation(
+        self, turn: TurnState, pending: _Confirmation, queue: asyncio.Queue[str | None]
+    ) -> bool:
+        """The caller's turn answers ``pending``: a clear yes runs its first call (then the
+        rest of its step's calls), anything else declines them all. ``True`` when a further
+        call was read back to the caller (this reply ends there)."""
+        self._confirmation = None
+        _cancel_unless_current(pending.timer)
+        turn.tools_ran = True  # the answer counts: this reply is never taken back
+        call, rest = pending.calls[0], pending.calls[1:]
+        answer = confirmation_answer(turn.user_text)
+        if not answer:
+            reason = (
+                f'the caller said "{turn.user_text}"'
+                if answer is False
+                else f'the caller answered "{turn.user_text}", not a yes'
             )
-            self.history.append(
-                {"role": "tool", "tool_call_id": call.id, "content": result.content}
-            )
+            await self._decline_pending(pending, reason=reason, event_turn=turn.index)
+            return False
+        await self._emit(
+            "tool.confirmation",
+            turn.index,
+            id=call.id,
+            name=call.name,
+            state="confirmed",
+            answer=turn.user_text,
+        )
+        asked_in = pending.turn_index
+        result = await self._run_tool_with_filler(
+            turn, call, said=False, queue=queue, record_turn=asked_in
+        )
+        self._tool_result_record(call, result)
+        await self._emit_tool_result(turn.index, call, result)
+        return await self._run_tool_calls(turn, rest, said=False, queue=queue, record_turn=asked_in)
+
+    async def _decline_pending(
+        self, pending: _Confirmation, *, reason: str, event_turn: int | None = None
+    ) -> None:
+        """Decline every call of ``pending`` (recorded against the turn that asked, never
+        run) and give the LLM their results. The history is completed before anything
+        awaits, so a caller turn starting meanwhile finds it well-formed. ``event_turn``: the
+        turn whose events say so (default: the one that asked)."""
+        if self._confirmation is pending:
+            self._confirmation = None
+        _cancel_unless_current(pending.timer)
+        turn = pending.turn_index if event_turn is None else event_turn
+        first = pending.calls[0]
+        results = []
+        for call in pending.calls:
+            why = reason if call is first else f"an earlier action was not confirmed ({reason})"
+            result = ToolResult(ok=False, content=DECLINED_RESULT.format(reason=why))
+            self._tool_result_record(call, result)
+            results.append((call, result, why))
+        await self._emit(
+            "tool.confirmation", turn, id=first.id, name=first.name, state="declined", reason=reason
+        )
+        for call, result, why in results:
+            try:
+                await self.tools.decline(
+                    turn=pending.turn_index, call=call, result=result.content, reason=why
+                )
+            except Exception:  # the record is lost, not the call
+                logger.exception("could not record the declined tool call %s", call.id)
+            await self._emit_tool_result(turn, call, result)
+
+    async def _confirmation_timeout(self, pending: _Confirmation) -> None:
+        timeout_s = delay_s = self.settings.confirm_timeout_ms / 1000
+        while True:
+            await asyncio.sleep(delay_s)
+            if self._confirmation is not pending:
+                return
+            if self._listening is None:
+                break
+            delay_s = 0.5  # the caller is speaking: that may be the answer
+        await self._decline_pending(pending, reason=f"no answer within {timeout_s:g} s")
 
     async def _run_tool_with_filler(
         self,
@@ -1286,11 +1457,14 @@ class CallSession:
         *,
         said: bool,
         queue: asyncio.Queue[str | None],
+        record_turn: int | None = None,
     ) -> ToolResult:
         """Run one tool call; if it is still running after ``filler_after_ms``, say the
-        filler line (once per turn, and not when the LLM said something before calling)."""
+        filler line (once per turn, and not when the LLM said something before calling).
+        ``record_turn``: the turn the call was requested in (default: ``turn``)."""
         tt = self.turn_taking
-        run = asyncio.ensure_future(self.tools.run(turn=turn.index, call=call))
+        index = turn.index if record_turn is None else record_turn
+        run = asyncio.ensure_future(self.tools.run(turn=index, call=call))
         try:
             if tt.filler_text and not said and not turn.filler_said and not self.settings.text_only:
                 finished, _ = await asyncio.wait({run}, timeout=tt.filler_after_ms / 1000)
@@ -1596,7 +1770,8 @@ class CallSession:
             self.recorder.agent_cut(at_ms=(now - self._t0) * 1000)
         turn.spoken_text = spoken
         turn.status = "interrupted"
-        if turn.user_text and self.history and self.history[-1].get("role") != "assistant":
+        last = self.history[-1].get("role") if self.history else None
+        if turn.user_text and last != "assistant" and not turn.asked_confirmation:
             # Keep only what the caller actually heard (maybe nothing) in the LLM history.
             if spoken:
                 self.history.append({"role": "assistant", "content": spoken})
@@ -1644,6 +1819,11 @@ class CallSession:
     async def emit_error(self, *, code: str, message: str, fatal: bool = False) -> None:
         """Report a transport-level problem (bad frame, unknown message) as an error event."""
         await self._emit("error", self._turn_counter, code=code, message=message, fatal=fatal)
+
+
+def _cancel_unless_current(task: asyncio.Task[Any] | None) -> None:
+    if task is not None and task is not asyncio.current_task():
+        task.cancel()
 
 
 def _round(value: float | None) -> float | None:

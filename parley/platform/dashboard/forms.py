@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from parley.agents.models import TURN_TAKING_FIELDS, Agent, Scenario
+from parley.agents.models import CALL_LIMIT_FIELDS, TURN_TAKING_FIELDS, Agent, Scenario
 from parley.agents.selectors import prompt_active
 from parley.conversations.analytics import day_window
 from parley.conversations.selectors import OUTCOMES, ConversationFilters
@@ -48,6 +48,7 @@ CARDS = (
         (
             "model_pool",
             "max_tool_steps",
+            "confirm_side_effects",
         ),
     ),
     Card(
@@ -63,6 +64,13 @@ CARDS = (
         "When the caller's turn ends, how much speech counts as a turn, and what may "
         "interrupt the agent (docs/turn-taking.md).",
         TURN_TAKING_FIELDS,
+    ),
+    Card(
+        "limits",
+        "Call limits",
+        "What one caller may take: calls at once and how long a call may last "
+        "(docs/protocol.md, Limits).",
+        CALL_LIMIT_FIELDS,
     ),
     Card(
         "widget",
@@ -114,6 +122,8 @@ UNITS = {
     "pause_ms": "ms",
     "false_interruption_ms": "ms",
     "filler_after_ms": "ms",
+    "max_concurrent_calls": "calls (0: no cap)",
+    "max_call_duration_s": "s (0: no limit)",
 }
 
 #: Help text for fields whose model field has none.
@@ -198,6 +208,9 @@ class AgentForm(forms.ModelForm):
             "echo_gate": "Echo gate",
             "filler_text": "Filler line",
             "filler_after_ms": "Filler after",
+            "confirm_side_effects": "Confirm before changing data",
+            "max_concurrent_calls": "Calls at once",
+            "max_call_duration_s": "Longest call",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -25,5 +25,7 @@ if "KEY_PREFIX" in CACHES["default"]:  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"parley-test-{_os.getpid()}"  # noqa: F405
 PARLEY_CALL_TOKEN_RATE_PER_ADDRESS = "100000/m"
 PARLEY_CALL_TOKEN_RATE_PER_KEY = "100000/m"
+# Tests feed recordings faster than real time; the frame-rate tests set their own limit.
+PARLEY_MAX_FRAMES_PER_S = 1_000_000.0
 PARLEY_RECORDINGS_DIR = VAR_DIR / "test-recordings"
 PARLEY_EXPORTS_DIR = VAR_DIR / "test-exports"

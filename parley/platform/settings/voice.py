@@ -12,9 +12,19 @@ PARLEY_REPORTS_DIR = Path(env.str("PARLEY_REPORTS_DIR", default=str(VAR_DIR / "r
 PARLEY_RECORDINGS_DIR = Path(env.str("PARLEY_RECORDINGS_DIR", default=str(VAR_DIR / "recordings")))
 #: Bulk exports (docs/reports.md).
 PARLEY_EXPORTS_DIR = Path(env.str("PARLEY_EXPORTS_DIR", default=str(VAR_DIR / "exports")))
-#: Largest binary frame accepted from a caller: 1 s of 16 kHz PCM16. Bigger frames get an
-#: error event (the protocol asks for 20 ms = 640 bytes).
+# Limits of the caller socket (docs/protocol.md, "Limits"): exceeding one ends the call with
+# a fatal error event, a close code and the reason in the Conversation's record.
+#: Largest binary frame accepted from a caller: 1 s of 16 kHz PCM16 (the protocol asks for
+#: 20 ms = 640 bytes).
 PARLEY_MAX_FRAME_BYTES = env.int("PARLEY_MAX_FRAME_BYTES", default=32_000)
+#: Largest JSON control message (bytes): a typed turn is at most 2 000 characters.
+PARLEY_MAX_CONTROL_BYTES = env.int("PARLEY_MAX_CONTROL_BYTES", default=16_384)
+#: Sustained rate of caller messages (binary frames and control messages, per second): 20 ms
+#: frames are 50/s, so this allows twice real time.
+PARLEY_MAX_FRAMES_PER_S = env.float("PARLEY_MAX_FRAMES_PER_S", default=100.0)
+#: Messages a caller may send above that rate at once (a token bucket's depth): a widget
+#: catching up after a network stall sends its backlog in a burst (250 frames: 5 s of audio).
+PARLEY_FRAME_BURST = env.int("PARLEY_FRAME_BURST", default=250)
 #: How long the session waits for the STT final after end of speech before giving up (ms).
 PARLEY_STT_FINAL_TIMEOUT_MS = env.int("PARLEY_STT_FINAL_TIMEOUT_MS", default=3_000)
 #: Seconds of agent audio sent ahead of real time (the widget's jitter buffer absorbs it).

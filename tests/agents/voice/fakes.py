@@ -240,10 +240,14 @@ class FakeTools:
     def __init__(self, results: dict[str, ToolResult] | None = None) -> None:
         self.results = results or {}
         self.calls: list[ToolCallRequest] = []
+        self.declined: list[tuple[int, ToolCallRequest, str]] = []
 
     async def run(self, *, turn: int, call: ToolCallRequest) -> ToolResult:
         self.calls.append(call)
         return self.results.get(call.name, ToolResult(ok=True, content='{"ok": true}'))
+
+    async def decline(self, *, turn: int, call: ToolCallRequest, result: str, reason: str) -> None:
+        self.declined.append((turn, call, reason))
 
 
 @dataclass
