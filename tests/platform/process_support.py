@@ -130,3 +130,25 @@ def redis_server(*, port: int, folder: Path) -> subprocess.Popen[bytes]:
         log=folder / f"redis-{port}.log",
         env=dict(os.environ),
     )
+
+
+def parley_server(*, port: int, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
+    """``manage.py serve`` on ``port`` (test settings, the test database); waits until
+    ``/healthz`` answers."""
+    process = spawn(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        log=log,
+        env=child_env(**extra_env),
+    )
+    try:
+        wait_for(
+            lambda: process.poll() is not None or http_status(f"http://127.0.0.1:{port}/healthz"),
+            timeout_s=40,
+            what="the server to answer /healthz",
+            log=log,
+        )
+    except BaseException:
+        stop(process)
+        raise
+    assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+    return process

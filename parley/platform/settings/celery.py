@@ -48,6 +48,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "parley.conversations.tasks.recordings_expire_run",
         "schedule": env.float("PARLEY_RECORDINGS_EXPIRE_INTERVAL_S", default=3600.0),
     },
+    # Calls of a server process that died (no heartbeat): ended `aborted` (docs/operations.md).
+    "conversations-recover": {
+        "task": "parley.conversations.tasks.conversations_recover_run",
+        "schedule": env.float("PARLEY_RECOVERY_INTERVAL_S", default=30.0),
+    },
     # Yesterday's report of every agent that had calls (docs/reports.md), after midnight UTC.
     "agent-day-reports-nightly": {
         "task": "parley.conversations.tasks.agent_day_reports_nightly",
