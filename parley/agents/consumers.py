@@ -35,6 +35,7 @@ from parley.agents.runtime import EventRecorder, call_close, call_open, call_ses
 from parley.agents.voice.session import CallSession
 from parley.agents.voice.stt.base import STTError
 from parley.conversations.models import Conversation
+from parley.platform import lifecycle
 from parley.platform.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_AGENT_NOT_FOUND = 4404
 CLOSE_AGENT_UNAVAILABLE = 4403
 CLOSE_SERVER_ERROR = 4500
+CLOSE_SERVER_DRAINING = 1012  # "Service Restart" (RFC 6455 registry): the widget reconnects
 
 
 class CallConsumer(AsyncWebsocketConsumer):
@@ -61,6 +63,20 @@ class CallConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept()
         self._open = True
+        if lifecycle.draining():
+            # SIGTERM: this process is going away; the client should call again (another one).
+            await self.send_json_safe(
+                {
+                    "type": "error",
+                    "turn": 0,
+                    "t_ms": 0,
+                    "code": "server_draining",
+                    "message": "this server is shutting down: call again in a moment",
+                    "fatal": True,
+                }
+            )
+            await self.close(code=CLOSE_SERVER_DRAINING)
+            return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         client = {
             "address": (self.scope.get("client") or ["", 0])[0],
@@ -121,6 +137,7 @@ class CallConsumer(AsyncWebsocketConsumer):
             self._duration_timer = asyncio.get_running_loop().create_task(
                 self._end_at_duration_limit(opened.max_call_duration_s), name="call-duration"
             )
+        await lifecycle.call_register(self)
         try:
             await self.session.start()
         except STTError as exc:
@@ -290,6 +307,20 @@ class CallConsumer(AsyncWebsocketConsumer):
         self._open = False
         await self._end(status=Conversation.Status.ENDED, reason=f"connection closed ({code})")
 
+    async def server_shutdown(self) -> None:
+        """The server is draining and the grace period is over: the agent says goodbye (its
+        TTS; the words are PARLEY_SHUTDOWN_GOODBYE), then the call ends normally with reason
+        ``server_shutdown`` and the socket closes with 1001 (going away)."""
+        if self._ended:
+            return
+        if self.session is not None:
+            try:
+                await self.session.farewell(settings.PARLEY_SHUTDOWN_GOODBYE)
+            except Exception:  # the call ends anyway
+                logger.exception("the goodbye could not be spoken")
+        await self._end(status=Conversation.Status.ENDED, reason="server_shutdown")
+        await self.close(code=1001)
+
     async def _end(self, *, status: str, reason: str) -> None:
         if self._ended:
             return
@@ -297,13 +328,16 @@ class CallConsumer(AsyncWebsocketConsumer):
         timer, self._duration_timer = self._duration_timer, None
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
-        call_ended = await call_close(
-            session=self.session,
-            recorder=self.recorder,
-            conversation_id=self.conversation_id,
-            status=status,
-            reason=reason,
-        )
+        try:
+            call_ended = await call_close(
+                session=self.session,
+                recorder=self.recorder,
+                conversation_id=self.conversation_id,
+                status=status,
+                reason=reason,
+            )
+        finally:
+            await lifecycle.call_unregister(self)
         if call_ended is not None:
             await self.send_json_safe(call_ended)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
@@ -46,7 +47,7 @@ from parley.conversations.services import (
 )
 from parley.platform.errors import ApplicationError
 from parley.tools.environments import environment_from_call_token
-from parley.tools.services import tool_call_decline, tool_call_start
+from parley.tools.services import tool_call_abandon, tool_call_decline, tool_call_start
 from parley.tools.tasks import tool_call_run
 
 logger = logging.getLogger(__name__)
@@ -326,7 +327,15 @@ class CeleryToolRunner:
 
     def _execute(self, tool_call_id: int) -> dict[str, Any]:
         async_result = tool_call_run.delay(tool_call_id, self.scenario, self.allowed)
-        return async_result.get(timeout=self.timeout_s, disable_sync_subtasks=False)
+        try:
+            return async_result.get(timeout=self.timeout_s, disable_sync_subtasks=False)
+        except CeleryTimeoutError:
+            # Nobody will wait for it any more: fail it, unless a worker is running it right
+            # now, so a late delivery (a lost worker's task) cannot act after the LLM was told.
+            reason = f"the tool did not answer within {self.timeout_s:g} s"
+            if tool_call_abandon(tool_call_id=tool_call_id, reason=reason) is None:
+                reason += " (it may still complete)"
+            return {"ok": False, "content": f"Error: {reason}"}
 
 
 def call_session_build(

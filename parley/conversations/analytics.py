@@ -73,7 +73,7 @@ def agent_day_figures(*, agent: Agent, day: dt.date) -> dict[str, Any]:
 
         {"format": "parley-agent-day/v1", "agent": slug, "day": "YYYY-MM-DD", "units": "ms",
          "window": {"since": iso, "until": iso},
-         "calls": {"total": n, "by_status": {"active": n, "ended": n, "error": n}},
+         "calls": {"total": n, "by_status": {"active": n, "ended": n, "error": n, "aborted": n}},
          "turns": {"caller": n, "interrupted": n, "interruption_rate": 0.0–1.0 | None,
                    "by_status": {status: n}},
          "latency": {component: {"n", "p50", "p95", "p99", "min", "max"} | {"n": 0}},

@@ -16,6 +16,8 @@ class Conversation(models.Model):
         ACTIVE = "active"
         ENDED = "ended", "Ended normally"
         ERROR = "error", "Ended with an error"
+        #: The server serving it died (no heartbeat); ended by the recovery task.
+        ABORTED = "aborted", "Ended abnormally (server lost)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(
@@ -28,6 +30,14 @@ class Conversation(models.Model):
     end_reason = models.CharField(max_length=200, blank=True)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Last sign of life of the server process serving the live call "
+            "(parley.platform.lifecycle); empty for calls no server process serves."
+        ),
+    )
     environment = models.ForeignKey(
         "tools.Environment",
         on_delete=models.SET_NULL,

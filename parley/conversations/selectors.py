@@ -23,6 +23,7 @@ from parley.tools.models import ToolCall
 OUTCOMES = {
     "ended": "Ended normally",
     "error": "Ended with an error",
+    "aborted": "Ended abnormally (server lost)",
     "interrupted": "Caller interrupted the agent",
     "active": "In progress",
 }

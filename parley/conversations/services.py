@@ -157,6 +157,66 @@ def conversation_end(*, conversation_id: uuid.UUID, status: str, reason: str) ->
     return conversation
 
 
+def conversations_heartbeat(*, conversation_ids: Iterable[uuid.UUID]) -> int:
+    """Mark the live calls a server process serves as alive now (one ``UPDATE``); returns how
+    many rows were still ``active``. Called by parley.platform.lifecycle every interval."""
+    return Conversation.objects.filter(
+        id__in=list(conversation_ids), status=Conversation.Status.ACTIVE
+    ).update(heartbeat_at=timezone.now())
+
+
+def conversations_recover(
+    *, stale_after_s: float, now: dt.datetime | None = None
+) -> list[uuid.UUID]:
+    """End, as ``aborted``, every ``active`` call whose server stopped beating its heartbeat
+    more than ``stale_after_s`` seconds ago (the process died: killed, out of memory, host
+    lost). Calls that no server process serves (no heartbeat: in-process text calls) are left
+    alone. Returns the ids ended.
+
+    Each call: ``ended_at`` = its last heartbeat, ``end_reason`` says so; turns left open are
+    closed with status ``error`` (what was persisted of them stays); the summary columns are
+    written (:func:`conversation_summary_update`) and its reports queued, as at a normal end.
+    A call locked by a concurrent writer is left for the next run.
+    """
+    from parley.conversations.tasks import conversation_reports_write
+
+    cutoff = (now or timezone.now()) - dt.timedelta(seconds=stale_after_s)
+    candidates = Conversation.objects.filter(
+        status=Conversation.Status.ACTIVE, heartbeat_at__lt=cutoff
+    ).values_list("id", flat=True)
+    ended: list[uuid.UUID] = []
+    for conversation_id in list(candidates):
+        with transaction.atomic():
+            conversation = (
+                Conversation.objects.select_for_update(skip_locked=True)
+                .filter(
+                    id=conversation_id, status=Conversation.Status.ACTIVE, heartbeat_at__lt=cutoff
+                )
+                .first()
+            )
+            if conversation is None:
+                continue
+            assert conversation.heartbeat_at is not None
+            conversation.status = Conversation.Status.ABORTED
+            conversation.ended_at = conversation.heartbeat_at
+            conversation.end_reason = (
+                "server lost: no heartbeat since "
+                f"{conversation.heartbeat_at.isoformat(timespec='seconds')}"
+            )
+            conversation.save(update_fields=["status", "end_reason", "ended_at"])
+            conversation.turns.filter(ended_at__isnull=True).update(
+                status=Turn.Status.ERROR,
+                error="the server serving the call was lost",
+                ended_at=conversation.ended_at,
+            )
+            conversation_summary_update(conversation=conversation)
+            transaction.on_commit(
+                lambda cid=conversation_id: conversation_reports_write.delay(str(cid))
+            )
+        ended.append(conversation_id)
+    return ended
+
+
 def conversation_summary_update(*, conversation: Conversation) -> Conversation:
     """Write the summary columns of ``conversation`` from its turns and tool calls.
 

@@ -49,6 +49,17 @@ def conversation_reports_write(self, conversation_id: str) -> dict[str, str]:
     return {"transcript": str(transcript), "latency": str(latency)}
 
 
+@shared_task(soft_time_limit=60, time_limit=90, ignore_result=True)
+def conversations_recover_run() -> int:
+    """End as ``aborted`` the live calls whose server died (stale heartbeat; scheduled every
+    PARLEY_RECOVERY_INTERVAL_S by Celery beat); returns how many."""
+    from django.conf import settings
+
+    from parley.conversations.services import conversations_recover
+
+    return len(conversations_recover(stale_after_s=settings.PARLEY_HEARTBEAT_STALE_S))
+
+
 @shared_task(soft_time_limit=300, time_limit=360)
 def recordings_expire_run() -> int:
     """Delete the recordings past their agent's retention (scheduled hourly); returns how many."""

@@ -103,24 +103,61 @@ def tool_call_record(
 def tool_call_execute(
     *, tool_call_id: int, scenario: str, allowed: list[str] | None
 ) -> ToolOutcome:
-    """Run a recorded tool call and store its outcome. Idempotent: a finished call is not rerun."""
-    call = ToolCall.objects.get(id=tool_call_id)
-    if call.status != ToolCall.Status.RUNNING:
-        return ToolOutcome(
-            ok=call.status == ToolCall.Status.OK, content=call.result, error=call.error
-        )
-    # The call runs against the environment it was recorded for (a sandbox), else live data.
-    with environment_activate(call.environment):
-        outcome = tool_run(
-            scenario=scenario, name=call.name, arguments=call.arguments_raw, allowed=allowed
-        )
-    tool_call_finish(tool_call_id=call.id, outcome=outcome)
+    """Run a recorded tool call and store its outcome, exactly once per ToolCall row.
+
+    The idempotency key is the tool call (its row id, one per ``(conversation, call_id)``): the
+    row is locked (``SELECT ... FOR UPDATE``) for the whole run, and the tool's writes and the
+    row's outcome commit in one transaction. So a worker killed mid-tool leaves nothing (the
+    transaction dies with its connection) and the redelivered task runs the tool again; a
+    delivery of an already finished call returns the stored outcome without running the tool;
+    two deliveries at once queue on the lock and the second finds the call finished.
+
+    In a sandbox (``call.environment``) the tool's writes go to the sandbox's own connection
+    and commit just before the row: sandboxes are throw-away copies for evaluations, where a
+    crash between the two commits costs nothing that matters.
+    """
+    with transaction.atomic():
+        call = ToolCall.objects.select_for_update().get(id=tool_call_id)
+        if call.status != ToolCall.Status.RUNNING:
+            return ToolOutcome(
+                ok=call.status == ToolCall.Status.OK, content=call.result, error=call.error
+            )
+        # The call runs against the environment it was recorded for (a sandbox), else live data.
+        with environment_activate(call.environment):
+            outcome = tool_run(
+                scenario=scenario, name=call.name, arguments=call.arguments_raw, allowed=allowed
+            )
+        _finish(call, outcome)
     return outcome
 
 
 @transaction.atomic
+def tool_call_abandon(*, tool_call_id: int, reason: str) -> ToolCall | None:
+    """Fail a tool call nobody waits for any more (the voice loop's timeout), so that a late
+    delivery of its task (a killed worker's task comes back after the broker's visibility
+    timeout) does not run it after the LLM was told it failed.
+
+    Returns the call marked ``error``; ``None`` when it is not ``running`` any more or a worker
+    is running it right now (its row is locked: that worker's outcome stands).
+    """
+    call = (
+        ToolCall.objects.select_for_update(skip_locked=True)
+        .filter(id=tool_call_id, status=ToolCall.Status.RUNNING)
+        .first()
+    )
+    if call is None:
+        return None
+    return _finish(call, ToolOutcome(ok=False, content=f"Error: {reason}", error=reason))
+
+
+@transaction.atomic
 def tool_call_finish(*, tool_call_id: int, outcome: ToolOutcome) -> ToolCall:
-    call = ToolCall.objects.select_for_update().get(id=tool_call_id)
+    """Store ``outcome`` on the tool call (status ``ok``/``error``, result, duration)."""
+    return _finish(ToolCall.objects.select_for_update().get(id=tool_call_id), outcome)
+
+
+def _finish(call: ToolCall, outcome: ToolOutcome) -> ToolCall:
+    """Write ``outcome`` to ``call``; the caller holds the row lock in a transaction."""
     call.status = ToolCall.Status.OK if outcome.ok else ToolCall.Status.ERROR
     call.result = outcome.content
     call.error = outcome.error

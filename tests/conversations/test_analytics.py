@@ -100,7 +100,10 @@ def test_figures_of_a_day(day_calls, django_assert_max_num_queries) -> None:  # 
         "since": "2026-03-04T00:00:00+00:00",
         "until": "2026-03-05T00:00:00+00:00",
     }
-    assert figures["calls"] == {"total": 3, "by_status": {"active": 0, "ended": 2, "error": 1}}
+    assert figures["calls"] == {
+        "total": 3,
+        "by_status": {"active": 0, "ended": 2, "error": 1, "aborted": 0},
+    }
     assert figures["turns"]["caller"] == 21
     assert figures["turns"]["interrupted"] == 4
     assert figures["turns"]["interruption_rate"] == round(4 / 21, 4) == 0.1905

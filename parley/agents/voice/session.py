@@ -433,6 +433,22 @@ class CallSession:
         await self._close_providers()
         await self._emit("call.ended", self._turn_counter, reason=reason)
 
+    async def farewell(self, text: str) -> None:
+        """Speak ``text`` as a last agent turn (like the greeting: ``turn.started`` with role
+        ``agent``, the audio, ``turn.ended``) and return once it is spoken; a reply in
+        progress is cut first (``interrupted``, reason ``server_shutdown``). Used when the
+        server ends the call (draining). Does nothing once the call has ended."""
+        if self._closed:
+            return
+        if self._reply_task is not None and not self._reply_task.done():
+            await self._interrupt(reason="server_shutdown")
+        self._turn_counter += 1
+        turn = TurnState(index=self._turn_counter, started_at=time.monotonic())
+        await self._emit("turn.started", turn.index, role="agent")
+        self._start_reply(turn, greeting=text)
+        if self._reply_task is not None:
+            await asyncio.wait({self._reply_task})
+
     async def _close_providers(self) -> None:
         closers = [self.llm.aclose, self.tts.aclose]
         if self.fallback_tts is not None:

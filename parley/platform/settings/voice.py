@@ -31,6 +31,20 @@ PARLEY_STT_FINAL_TIMEOUT_MS = env.int("PARLEY_STT_FINAL_TIMEOUT_MS", default=3_0
 PARLEY_AUDIO_LEAD_MS = env.int("PARLEY_AUDIO_LEAD_MS", default=120)
 #: Tool-call result wait when Celery runs a real worker (s).
 PARLEY_TOOL_TIMEOUT_S = env.float("PARLEY_TOOL_TIMEOUT_S", default=20.0)
+#: Seconds between heartbeats of a server's live calls (Conversation.heartbeat_at); a call
+#: whose heartbeat is older than PARLEY_HEARTBEAT_STALE_S is ended ``aborted`` by the recovery
+#: task (docs/operations.md).
+PARLEY_HEARTBEAT_INTERVAL_S = env.float("PARLEY_HEARTBEAT_INTERVAL_S", default=10.0)
+PARLEY_HEARTBEAT_STALE_S = env.float(
+    "PARLEY_HEARTBEAT_STALE_S", default=3 * PARLEY_HEARTBEAT_INTERVAL_S
+)
+#: Seconds a draining server (SIGTERM) gives its live calls before ending them politely.
+PARLEY_DRAIN_GRACE_S = env.float("PARLEY_DRAIN_GRACE_S", default=30.0)
+#: What the agent says when the server ends a call (draining).
+PARLEY_SHUTDOWN_GOODBYE = env.str(
+    "PARLEY_SHUTDOWN_GOODBYE",
+    default="Sorry, I have to end our call now. Please call back. Goodbye.",
+)
 
 # Cloud providers (docs/providers.md). URLs are settings so tests and on-premises proxies can
 # redirect the SDKs; keys are read from the environment variables named here at call start,
