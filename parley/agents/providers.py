@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from parley.agents.voice.turns import TurnTakingSettings
 from parley.agents.voice.vad import StreamingVAD, VADSettings
 from parley.platform.errors import ApplicationError
 from parley.platform.fleet.models import ModelPool
+from parley.platform.log_redaction import secret_env_read
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ class ProviderKeys:
 
 
 def _key_from_env(variable: str, *, needed_by: str, agent: str) -> str:
-    key = os.environ.get(variable, "").strip() if variable else ""
+    key = secret_env_read(variable)
     if not key:
         raise ApplicationError(
             f"agent {agent!r} uses {needed_by}, but the environment variable {variable!r} "

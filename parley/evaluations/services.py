@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -47,6 +46,7 @@ from parley.evaluations.scoring import (
 from parley.evaluations.voice_call import VoiceCall
 from parley.platform.errors import ApplicationError
 from parley.platform.fleet.models import ModelPool
+from parley.platform.log_redaction import secret_env_read
 from parley.tools.environments import (
     DOMAIN_APPS,
     environment_call_token,
@@ -265,7 +265,7 @@ def caller_build(evaluation: Evaluation, task: dict[str, Any]) -> Caller:
         api_key = "simulator"
     else:
         base_url = pool.base_url
-        api_key = os.environ.get(pool.api_key_env, "") if pool.api_key_env else ""
+        api_key = secret_env_read(pool.api_key_env)
         if pool.api_key_env and not api_key:
             raise ApplicationError(
                 f"the caller's model pool {pool.slug!r} needs the environment variable "

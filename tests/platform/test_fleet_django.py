@@ -17,6 +17,7 @@ from parley.platform.fleet.services import fleet_health_check, router_refresh, s
 from parley.platform.fleet.tasks import fleet_health_check_all
 from parley.testing.simulators import SimulatorProcess, fleet_start
 from tests.agents.conftest import turn_ended, ws_call
+from tests.conftest import user_with
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -124,14 +125,18 @@ async def test_a_call_is_routed_and_its_turn_records_the_route(
     routing = await recorded()
     assert routing[0]["server"] == "vllm-2" and routing[0]["step"] == 1
 
+    analyst = await database_sync_to_async(user_with)("ops", role="analyst")
+    await database_sync_to_async(client.force_login)(analyst)  # /metrics is never public
     metrics = (await database_sync_to_async(client.get)("/metrics")).content.decode()
     assert 'parley_llm_ttft_seconds_bucket{le="0.05",pool="fleet",server="vllm-2"}' in metrics
     assert 'parley_llm_failovers_total{pool="fleet",reason="error"}' in metrics
     assert 'parley_llm_errors_total{kind="error",pool="fleet",server="vllm-1"}' in metrics
 
 
-def test_metrics_can_require_a_token(client, settings) -> None:  # noqa: ANN001
+def test_metrics_need_a_token_or_a_dashboard_login(client, settings) -> None:  # noqa: ANN001
+    assert client.get("/metrics").status_code == 401  # no token set: still not public
     settings.PARLEY_METRICS_TOKEN = "s3cret"
     assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200 and b"parley_llm_inflight_streams" in ok.content

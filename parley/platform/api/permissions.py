@@ -19,6 +19,7 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from parley.platform.change_audit import audit_actor_set
 from parley.platform.dashboard.roles import level_for, role_allows, role_of
 
 NO_ROLE = (
@@ -47,6 +48,9 @@ class _RoleLevel(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False  # → 401 (NotAuthenticated), with WWW-Authenticate
+        # DRF authenticated the request just now (a token is invisible to the middleware):
+        # the changes this request makes are recorded as this user's.
+        audit_actor_set(request.user)
         role = request_role(request)
         if role is None:
             self.message = NO_ROLE

@@ -57,9 +57,13 @@ def role_assign(*, user: AbstractBaseUser, role: str | None) -> None:
     if role is not None and role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     groups = roles_ensure()
-    user.groups.remove(*groups.values())  # type: ignore[attr-defined]
-    if role is not None:
-        user.groups.add(groups[role])  # type: ignore[attr-defined]
+    # Touch only what changes, so the audit log records exactly the memberships that changed.
+    current = set(user.groups.filter(name__in=ROLES))  # type: ignore[attr-defined]
+    wanted = {groups[role]} if role is not None else set()
+    if current - wanted:
+        user.groups.remove(*(current - wanted))  # type: ignore[attr-defined]
+    if wanted - current:
+        user.groups.add(*(wanted - current))  # type: ignore[attr-defined]
 
 
 def forbidden(request: HttpRequest, *, reason: str) -> HttpResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from parley.platform.dashboard import views, views_conversations, views_reports
+from parley.platform.dashboard import views, views_audit, views_conversations, views_reports
 
 app_name = "dashboard"
 
@@ -79,4 +79,6 @@ urlpatterns = [
         views_reports.export_download,
         name="export-download",
     ),
+    # Who changed what (admins; docs/security.md).
+    path("audit/", views_audit.audit_list, name="audit"),
 ]

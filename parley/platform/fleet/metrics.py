@@ -13,7 +13,7 @@ import hmac
 import os
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -74,13 +74,24 @@ LLM_SERVER_HEALTH = Gauge(
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """``GET /metrics``: every metric of this process (or of all, in multiprocess mode).
-    With ``PARLEY_METRICS_TOKEN`` set, answers 401 unless the request carries
-    ``Authorization: Bearer <token>``."""
+
+    Answers a scraper carrying ``Authorization: Bearer <PARLEY_METRICS_TOKEN>`` (when that
+    setting is set) and a signed-in dashboard user (admin or analyst); anyone else gets 401
+    (403 for a signed-in user without a role), other methods than GET/HEAD 405."""
+    from parley.platform.dashboard.roles import role_of
+
     token = settings.PARLEY_METRICS_TOKEN
-    if token and not hmac.compare_digest(
-        request.headers.get("Authorization", ""), f"Bearer {token}"
-    ):
-        return HttpResponse("metrics need a bearer token\n", status=401)
+    scraper = bool(token) and hmac.compare_digest(
+        request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
+    )
+    if not scraper and role_of(request.user) is None:
+        if request.user.is_authenticated:
+            return HttpResponse("metrics need the admin or analyst role\n", status=403)
+        response = HttpResponse("metrics need a bearer token or a dashboard login\n", status=401)
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
     registry = DEFAULT_REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

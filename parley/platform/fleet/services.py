@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from parley.platform.fleet.router import (
     ServerConfig,
     ServerState,
 )
+from parley.platform.log_redaction import secret_env_read
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _servers_load(pool_id: int) -> _Loaded:
     pool = ModelPool.objects.get(pk=pool_id)
     configs, checks = [], {}
     for row in pool.servers.all():
-        key = os.environ.get(row.api_key_env, "").strip() if row.api_key_env else ""
+        key = secret_env_read(row.api_key_env)
         enabled = row.enabled and (bool(key) or not row.api_key_env)
         configs.append(
             ServerConfig(
@@ -166,7 +166,7 @@ def server_root_url(base_url: str) -> str:
 def server_probe(server: LLMServer, *, timeout_s: float | None = None) -> str:
     """Probe one server; returns ``""`` when healthy, else the reason. Never raises."""
     timeout_s = timeout_s or settings.FLEET_HEALTH_TIMEOUT_S
-    key = os.environ.get(server.api_key_env, "") if server.api_key_env else ""
+    key = secret_env_read(server.api_key_env)
     if server.api_key_env and not key:
         return f"the environment variable {server.api_key_env!r} holding its key is not set"
     headers = {"Authorization": f"Bearer {key}"} if key else {}

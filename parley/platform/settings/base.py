@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_beat",
     "django_ratelimit",
+    "auditlog",  # the audit log of admin changes (docs/security.md)
     "parley.platform.fleet",
     "parley.agents",
     "parley.tools",
@@ -42,6 +43,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The signed-in user becomes the actor of the audit rows a request writes; API requests
+    # authenticated by token get theirs in parley.platform.api.permissions (DRF authenticates
+    # in the view, after every middleware).
+    "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -96,11 +101,22 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 
+# Secret values (API keys, the secret key, database passwords) are redacted from every log
+# record: a filter on every handler, and the record factory for handlers configured elsewhere
+# (parley/platform/log_redaction.py, docs/security.md).
+LOGGING_CONFIG = "parley.platform.log_redaction.logging_configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_secrets": {"()": "parley.platform.log_redaction.SecretRedactingFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("PARLEY_LOG_LEVEL", default="INFO")},
     "loggers": {
         # Per-request INFO lines of the servers and HTTP clients drown the call's own log.
@@ -144,6 +160,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 from parley.platform.settings.access import *  # noqa: E402,F403
+from parley.platform.settings.audit import *  # noqa: E402,F403
 from parley.platform.settings.celery import *  # noqa: E402,F403
 from parley.platform.settings.channels import *  # noqa: E402,F403
 from parley.platform.settings.voice import *  # noqa: E402,F403
