@@ -68,9 +68,10 @@ def tool_call_record(
 
 
 def tool_call_execute(
-    *, tool_call_id: int, scenario: str, allowed: list[str] | None
+    *, tool_call_id: int, scenario: str, allowed: list[str] | None, celery_task_id: str = ""
 ) -> ToolOutcome:
-    """Run a recorded tool call and store its outcome. Idempotent: a finished call is not rerun."""
+    """Run a recorded tool call and store its outcome (and ``celery_task_id``, the Celery task
+    that ran it, if any). Idempotent: a finished call is not rerun."""
     call = ToolCall.objects.get(id=tool_call_id)
     if call.status != ToolCall.Status.RUNNING:
         return ToolOutcome(
@@ -81,17 +82,22 @@ def tool_call_execute(
         outcome = tool_run(
             scenario=scenario, name=call.name, arguments=call.arguments_raw, allowed=allowed
         )
-    tool_call_finish(tool_call_id=call.id, outcome=outcome)
+    tool_call_finish(tool_call_id=call.id, outcome=outcome, celery_task_id=celery_task_id)
     return outcome
 
 
 @transaction.atomic
-def tool_call_finish(*, tool_call_id: int, outcome: ToolOutcome) -> ToolCall:
+def tool_call_finish(
+    *, tool_call_id: int, outcome: ToolOutcome, celery_task_id: str = ""
+) -> ToolCall:
     call = ToolCall.objects.select_for_update().get(id=tool_call_id)
+    call.celery_task_id = celery_task_id
     call.status = ToolCall.Status.OK if outcome.ok else ToolCall.Status.ERROR
     call.result = outcome.content
     call.error = outcome.error
     call.finished_at = timezone.now()
     call.duration_ms = (call.finished_at - call.started_at).total_seconds() * 1000
-    call.save(update_fields=["status", "result", "error", "finished_at", "duration_ms"])
+    call.save(
+        update_fields=["status", "result", "error", "finished_at", "duration_ms", "celery_task_id"]
+    )
     return call
