@@ -101,9 +101,10 @@ def tool_call_record(
 
 
 def tool_call_execute(
-    *, tool_call_id: int, scenario: str, allowed: list[str] | None
+    *, tool_call_id: int, scenario: str, allowed: list[str] | None, celery_task_id: str = ""
 ) -> ToolOutcome:
-    """Run a recorded tool call and store its outcome, exactly once per ToolCall row.
+    """Run a recorded tool call and store its outcome (and ``celery_task_id``, the Celery task
+    that ran it, if any), exactly once per ToolCall row.
 
     The idempotency key is the tool call (its row id, one per ``(conversation, call_id)``): the
     row is locked (``SELECT ... FOR UPDATE``) for the whole run, and the tool's writes and the
@@ -127,7 +128,7 @@ def tool_call_execute(
             outcome = tool_run(
                 scenario=scenario, name=call.name, arguments=call.arguments_raw, allowed=allowed
             )
-        _finish(call, outcome)
+        _finish(call, outcome, celery_task_id=celery_task_id)
     return outcome
 
 
@@ -151,17 +152,27 @@ def tool_call_abandon(*, tool_call_id: int, reason: str) -> ToolCall | None:
 
 
 @transaction.atomic
-def tool_call_finish(*, tool_call_id: int, outcome: ToolOutcome) -> ToolCall:
+def tool_call_finish(
+    *, tool_call_id: int, outcome: ToolOutcome, celery_task_id: str = ""
+) -> ToolCall:
     """Store ``outcome`` on the tool call (status ``ok``/``error``, result, duration)."""
-    return _finish(ToolCall.objects.select_for_update().get(id=tool_call_id), outcome)
+    return _finish(
+        ToolCall.objects.select_for_update().get(id=tool_call_id),
+        outcome,
+        celery_task_id=celery_task_id,
+    )
 
 
-def _finish(call: ToolCall, outcome: ToolOutcome) -> ToolCall:
+def _finish(call: ToolCall, outcome: ToolOutcome, *, celery_task_id: str = "") -> ToolCall:
     """Write ``outcome`` to ``call``; the caller holds the row lock in a transaction."""
+    if celery_task_id:
+        call.celery_task_id = celery_task_id
     call.status = ToolCall.Status.OK if outcome.ok else ToolCall.Status.ERROR
     call.result = outcome.content
     call.error = outcome.error
     call.finished_at = timezone.now()
     call.duration_ms = (call.finished_at - call.started_at).total_seconds() * 1000
-    call.save(update_fields=["status", "result", "error", "finished_at", "duration_ms"])
+    call.save(
+        update_fields=["status", "result", "error", "finished_at", "duration_ms", "celery_task_id"]
+    )
     return call

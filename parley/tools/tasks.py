@@ -13,5 +13,10 @@ def tool_call_run(
 ) -> dict[str, object]:
     """Run one recorded tool call (against the environment it was recorded for); returns
     ``{"ok", "content"}`` for the voice loop or the replay."""
-    outcome = tool_call_execute(tool_call_id=tool_call_id, scenario=scenario, allowed=allowed)
+    outcome = tool_call_execute(
+        tool_call_id=tool_call_id,
+        scenario=scenario,
+        allowed=allowed,
+        celery_task_id=self.request.id or "",
+    )
     return {"ok": outcome.ok, "content": outcome.content}

@@ -87,10 +87,12 @@ def test_tool_call_runs_on_a_real_celery_worker_over_redis() -> None:
             ),
         )
         with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-            result = tool_call_run.delay(call.id, "hospital", None).get(timeout=30)
+            async_result = tool_call_run.delay(call.id, "hospital", None)
+            result = async_result.get(timeout=30)
         assert result["ok"] is True
         call.refresh_from_db()
         assert call.status == ToolCall.Status.OK and call.duration_ms is not None
+        assert call.celery_task_id == async_result.id
         patient = Patient.objects.get(pk="P2001")
         assert (patient.emergency_contact, patient.emergency_phone) == ("Ann Smith", "555-0000")
     finally:
