@@ -10,12 +10,13 @@ is bounded by :data:`CHECK_TIMEOUT_S`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -84,3 +85,24 @@ def _ping(url: str) -> None:
         client.ping()
     finally:
         client.close()
+
+
+class HealthProbeMiddleware:
+    """Answer ``/healthz`` and ``/readyz`` before anything reads the ``Host`` header.
+
+    Orchestrators probe a process by its own address (Kubernetes sends the pod IP as ``Host``),
+    which ``ALLOWED_HOSTS`` rightly refuses with 400 for every other URL; the probes reveal
+    nothing, so they answer whatever the host. First in ``MIDDLEWARE``.
+    """
+
+    PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+        "/healthz": healthz,
+        "/readyz": readyz,
+    }
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = self.PROBES.get(request.path_info)
+        return probe(request) if probe is not None else self.get_response(request)

@@ -52,3 +52,12 @@ def test_readyz_names_the_redis_that_does_not_answer(anonymous: Client, settings
     assert response.status_code == 503
     check = response.json()["checks"]["redis"]
     assert check["ok"] is False and "ConnectionError" in check["error"]
+
+
+@pytest.mark.django_db
+def test_probes_answer_any_host_other_urls_keep_the_allowlist(anonymous: Client, settings) -> None:  # noqa: ANN001
+    """Orchestrators probe by the pod's address; ALLOWED_HOSTS still guards everything else."""
+    settings.ALLOWED_HOSTS = ["parley.example.org"]
+    assert anonymous.get("/healthz", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    assert anonymous.get("/readyz", HTTP_HOST="10.1.2.3:8000").status_code in (200, 503)
+    assert anonymous.get("/dashboard/", HTTP_HOST="10.1.2.3:8000").status_code == 400
