@@ -46,7 +46,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_AGENT_NOT_FOUND = 4404
 CLOSE_AGENT_UNAVAILABLE = 4403
 CLOSE_SERVER_ERROR = 4500
-CLOSE_SERVER_DRAINING = 1012  # "Service Restart" (RFC 6455 registry): the widget reconnects
+CLOSE_SERVER_DRAINING = 4012  # after 1012 "Service Restart" (autobahn sends no 1xxx for us)
 
 
 class CallConsumer(AsyncWebsocketConsumer):

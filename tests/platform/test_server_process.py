@@ -146,7 +146,7 @@ def test_sigterm_drains_the_live_call_then_ends_it_politely_and_exits_0(tmp_path
     caller, refused, refused_code, ready_while_draining = outcome
     # New calls were refused while draining, and the server said it was not ready.
     assert refused["code"] == "server_draining" and refused["fatal"] is True
-    assert refused_code == 1012
+    assert refused_code == 4012
     assert ready_while_draining == 503
     # The reply in progress at SIGTERM was finished and heard, then the agent said goodbye.
     assert caller.of("turn.ended", turn=1)[0]["status"] == "completed"
