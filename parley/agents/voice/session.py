@@ -433,15 +433,16 @@ class CallSession:
         await self._close_providers()
         await self._emit("call.ended", self._turn_counter, reason=reason)
 
-    async def farewell(self, text: str) -> None:
+    async def farewell(self, text: str, *, reason: str = "server_shutdown") -> None:
         """Speak ``text`` as a last agent turn (like the greeting: ``turn.started`` with role
         ``agent``, the audio, ``turn.ended``) and return once it is spoken; a reply in
-        progress is cut first (``interrupted``, reason ``server_shutdown``). Used when the
-        server ends the call (draining). Does nothing once the call has ended."""
+        progress is cut first (``interrupted`` with ``reason``). Used when the server ends
+        the call: draining (``server_shutdown``) or the call's duration limit
+        (``call_duration_exceeded``). Does nothing once the call has ended."""
         if self._closed:
             return
         if self._reply_task is not None and not self._reply_task.done():
-            await self._interrupt(reason="server_shutdown")
+            await self._interrupt(reason=reason)
         self._turn_counter += 1
         turn = TurnState(index=self._turn_counter, started_at=time.monotonic())
         await self._emit("turn.started", turn.index, role="agent")

@@ -45,6 +45,12 @@ PARLEY_SHUTDOWN_GOODBYE = env.str(
     "PARLEY_SHUTDOWN_GOODBYE",
     default="Sorry, I have to end our call now. Please call back. Goodbye.",
 )
+#: What the agent says when a call reaches its agent's longest call (``max_call_duration_s``),
+#: before the call ends with ``call_duration_exceeded`` (docs/protocol.md, "Limits").
+PARLEY_TIME_LIMIT_GOODBYE = env.str(
+    "PARLEY_TIME_LIMIT_GOODBYE",
+    default="We've reached the time limit for this call. Thank you for calling, goodbye.",
+)
 
 # Cloud providers (docs/providers.md). URLs are settings so tests and on-premises proxies can
 # redirect the SDKs; keys are read from the environment variables named here at call start,
