@@ -282,23 +282,34 @@ class CallConsumer(AsyncWebsocketConsumer):
             return
         await self.session.push_audio(frame)
 
-    async def _end_for_limit(self, limit: Limit, message: str) -> None:
-        """End the call for exceeding ``limit``: a fatal error event (sent and recorded), the
-        Conversation ended as ``error`` with ``"<code>: <message>"`` as its end reason, and
-        the socket closed with the limit's close code."""
+    async def _end_for_limit(self, limit: Limit, message: str, *, goodbye: str = "") -> None:
+        """End the call for exceeding ``limit``: the agent says ``goodbye`` first if given
+        (its TTS, a last agent turn: :meth:`CallSession.farewell`), then a fatal error event
+        (sent and recorded), the Conversation ended as ``error`` with ``"<code>: <message>"``
+        as its end reason, and the socket closed with the limit's close code."""
         if self._ended:
             return
+        if goodbye and self.session is not None:
+            try:
+                await self.session.farewell(goodbye, reason=limit.code)
+            except Exception:  # the call ends anyway
+                logger.exception("the goodbye could not be spoken")
+            if self._ended:  # the caller hung up (or another limit ended it) meanwhile
+                return
         if self.session is not None:
             await self.session.emit_error(code=limit.code, message=message, fatal=True)
         await self._end(status=Conversation.Status.ERROR, reason=f"{limit.code}: {message}")
         await self.close(code=limit.close_code)
 
     async def _end_at_duration_limit(self, limit_s: int) -> None:
-        """Sleep out the agent's ``max_call_duration_s``, then end the call."""
+        """Sleep out the agent's ``max_call_duration_s``, then end the call politely: the
+        agent says PARLEY_TIME_LIMIT_GOODBYE, then ``call_duration_exceeded``."""
         await asyncio.sleep(limit_s)
         try:
             await self._end_for_limit(
-                CALL_DURATION_EXCEEDED, f"the call reached its limit of {limit_s} s"
+                CALL_DURATION_EXCEEDED,
+                f"the call reached its limit of {limit_s} s",
+                goodbye=settings.PARLEY_TIME_LIMIT_GOODBYE,
             )
         except Exception:
             logger.exception("could not end call %s at its duration limit", self.conversation_id)

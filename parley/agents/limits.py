@@ -3,7 +3,8 @@
 Every limit ends the call the same way: a fatal ``error`` event with the limit's code, the
 WebSocket closed with the limit's close code, and ``Conversation.status = error`` with the
 reason in ``end_reason`` (plus the error event in the call's ``CallEvent`` rows when the
-call was open).
+call was open). The duration limit first lets the agent say goodbye
+(``PARLEY_TIME_LIMIT_GOODBYE``, spoken by its TTS as a last agent turn).
 """
 
 from __future__ import annotations

@@ -393,6 +393,7 @@ def call_session_build(
             text_only=text_only,
             turn_taking=dataclasses.replace(config.turn_taking, echo_gate=echo_gate),
             confirm_tools=frozenset(config.confirm_tools),
+            confirm_timeout_ms=round(settings.PARLEY_CONFIRMATION_TIMEOUT_S * 1000),
         ),
     )
 

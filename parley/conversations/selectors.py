@@ -126,8 +126,9 @@ class ConversationTimeline:
     errors: list[CallEvent]  # every error event of the call, turn or not, in order
 
 
-#: Events of a turn the timeline shows besides its text (errors, fallbacks, notices).
-TIMELINE_EVENT_TYPES = ("error", "tts.fallback", "stt.notice", "interrupted")
+#: Events of a turn the timeline shows besides its text (errors, fallbacks, notices, an LLM
+#: request moved to another server: ``llm.failover``, docs/fleet.md).
+TIMELINE_EVENT_TYPES = ("error", "tts.fallback", "stt.notice", "interrupted", "llm.failover")
 
 
 def conversation_timeline(*, conversation_id: Any) -> ConversationTimeline:

@@ -43,6 +43,8 @@ class WSCall:
     communicator: WebsocketCommunicator
     events: list[dict[str, Any]] = field(default_factory=list)
     audio: bytearray = field(default_factory=bytearray)
+    #: Bytes of audio received before each event (``audio_before[i]`` for ``events[i]``).
+    audio_before: list[int] = field(default_factory=list)
     closed: bool = False
     close_code: int | None = None
 
@@ -70,6 +72,7 @@ class WSCall:
                 self.audio.extend(message["bytes"])
             else:
                 self.events.append(json.loads(message["text"]))
+                self.audio_before.append(len(self.audio))
 
     async def send_audio(
         self, pcm: bytes, *, frame_bytes: int = 640, realtime: bool = False

@@ -113,7 +113,9 @@ async def test_frames_beyond_the_rate_and_burst_end_the_call(
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_a_call_is_ended_at_the_agents_duration_limit(hospital_agent, reports_dir) -> None:  # noqa: ANN001
+async def test_a_call_is_ended_at_the_agents_duration_limit(
+    hospital_agent, reports_dir, settings
+) -> None:  # noqa: ANN001
     await database_sync_to_async(Agent.objects.filter(pk=hospital_agent.pk).update)(
         max_call_duration_s=1
     )
@@ -122,6 +124,22 @@ async def test_a_call_is_ended_at_the_agents_duration_limit(hospital_agent, repo
     assert "1 s" in error["message"]
     conversation = await _assert_recorded(call, "call_duration_exceeded", 4408)
     assert (conversation.ended_at - conversation.started_at).total_seconds() >= 1
+    # The agent said goodbye first, as a last agent turn spoken by its TTS (the agent has no
+    # greeting: it is turn 1), then the error event, then call.ended.
+    events = call.events
+    goodbye_turn = 1
+    started = next(e for e in events if e["type"] == "turn.started" and e["turn"] == goodbye_turn)
+    assert started["role"] == "agent"
+    said = next(e for e in events if e["type"] == "agent.text" and e["turn"] == goodbye_turn)
+    assert said["text"] == settings.PARLEY_TIME_LIMIT_GOODBYE
+    done = next(e for e in events if e["type"] == "turn.ended" and e["turn"] == goodbye_turn)
+    assert done["status"] == "completed" and done["agent_audio_ms"] > 500
+    at = {id(e): i for i, e in enumerate(events)}
+    assert at[id(started)] < at[id(said)] < at[id(done)] < at[id(error)]
+    assert at[id(error)] < at[id(call.of("call.ended")[0])]
+    # The goodbye's audio arrived between its turn's start and the error event.
+    goodbye_bytes = call.audio_before[at[id(error)]] - call.audio_before[at[id(started)]]
+    assert goodbye_bytes >= done["agent_audio_ms"] / 1000 * 24_000 * 2 * 0.9
 
 
 @pytest.mark.asyncio

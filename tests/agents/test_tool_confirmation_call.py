@@ -5,6 +5,7 @@ is covered with fakes in tests/agents/voice/test_tool_confirmation.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -108,3 +109,33 @@ async def test_without_the_setting_the_tool_runs_in_the_same_turn(
     assert appointment == "cancelled"
     assert calls == [("cancel_appointment", "ok", 1)]
     assert recorded == []
+
+
+async def test_the_answer_waits_parley_confirmation_timeout_s(
+    hospital_agent, reports_dir, settings
+) -> None:  # noqa: ANN001
+    settings.PARLEY_CONFIRMATION_TIMEOUT_S = 0.2
+    await _prepare(hospital_agent, confirm=True)
+    async with TextCall(agent_slug=hospital_agent.slug) as call:
+        await call.say(CANCEL_LINE)
+        for _ in range(100):  # the time-out declines it, in the background
+            _, calls, recorded = await _state(call.conversation_id)
+            if recorded == ["requested", "declined"]:
+                break
+            await asyncio.sleep(0.05)
+    appointment, calls, recorded = await _state(call.conversation_id)
+    assert appointment == "scheduled"
+    assert calls == [("cancel_appointment", "declined", 1)]
+    assert recorded == ["requested", "declined"]
+    reason = await database_sync_to_async(
+        lambda: (
+            CallEvent.objects.filter(
+                conversation_id=call.conversation_id,
+                type="tool.confirmation",
+                data__state="declined",
+            )
+            .get()
+            .data["reason"]
+        )
+    )()
+    assert reason == "no answer within 0.2 s"

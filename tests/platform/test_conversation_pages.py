@@ -305,6 +305,50 @@ def test_detail_shows_the_timeline(analyst, analyst_user, hospital_agent) -> Non
     assert log.username == "ana" and log.address == "127.0.0.1"
 
 
+def test_detail_shows_llm_failovers_with_their_servers_and_where_the_reply_resumed(
+    analyst, hospital_agent
+) -> None:  # noqa: ANN001
+    conversation = ConversationFactory(agent=hospital_agent)
+    TurnFactory(conversation=conversation, index=1, user_text="hello", agent_text="Hi there.")
+    failover = {"step": 1, "from_server": "vllm-a", "to_server": "vllm-b"}
+    CallEventFactory(
+        conversation=conversation,
+        seq=1,
+        turn_index=1,
+        type="llm.failover",
+        data={**failover, "outcome": "broken_stream", "resumed_at_chars": 42},
+    )
+    CallEventFactory(
+        conversation=conversation,
+        seq=2,
+        turn_index=1,
+        type="llm.failover",
+        data={
+            "step": 2,
+            "from_server": "vllm-b",
+            "to_server": "vllm-c",
+            "outcome": "ttft_deadline",
+            "resumed_at_chars": 0,
+        },
+    )
+    CallEventFactory(conversation=conversation, seq=3, turn_index=1, type="llm.route", data={})
+
+    response = analyst.get(url("conversation-detail", conversation.pk))
+    page = response.content.decode()
+    row = next(r for r in response.context["turns"] if r["turn"].index == 1)
+    assert [e.type for e in row["events"]] == ["llm.failover", "llm.failover"]  # not llm.route
+    first = (
+        'LLM failover (step 1): <span class="mono">vllm-a</span> broke off mid-reply; '
+        '<span class="mono">vllm-b</span> resumed the reply after 42 characters.'
+    )
+    second = (
+        'LLM failover (step 2): <span class="mono">vllm-b</span> sent no first token in time; '
+        '<span class="mono">vllm-c</span> answered afresh.'
+    )
+    assert first in page and second in page
+    assert page.index(first) < page.index(second)
+
+
 def test_detail_pages_need_a_role_and_404_for_unknown_calls(client, hospital_agent) -> None:  # noqa: ANN001
     conversation = ConversationFactory(agent=hospital_agent)
     target = url("conversation-detail", conversation.pk)

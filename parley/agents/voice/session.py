@@ -22,7 +22,8 @@ cancelled and nothing of it was said.
 Barge-in: caller speech onset while the agent is audible *pauses* the agent at once (the
 client drops its queued audio); words that are not all backchannels then cut the reply
 (``interrupted``, with the text the caller actually heard kept in the LLM history), while
-backchannels only, or no words at all (noise), *resume* it from where it paused.
+backchannels only, or no words at all (noise), *resume* it from where it paused — except a
+clear yes or no while the agent reads a tool call back: that answers the question.
 
 Latency (per turn, ms, all from the end of the caller's speech unless noted — see
 ``Turn`` in ``parley.conversations.models``): endpointing (end-of-turn decision), STT final,
@@ -123,7 +124,9 @@ class SessionSettings:
     ``confirm_tools``: tools that run only once the caller confirms (the agent's side-effecting
     tools when its ``confirm_side_effects`` is on): the agent reads the call back
     (:func:`~parley.agents.voice.confirm.confirmation_question`) and the caller's next turn
-    answers it; with no answer within ``confirm_timeout_ms`` the call is declined.
+    answers it (a clear yes or no said over the question cuts it and is that turn); with no
+    answer within ``confirm_timeout_ms`` of the end of the question the call is declined
+    (the call runtime sets it from ``PARLEY_CONFIRMATION_TIMEOUT_S``).
     """
 
     system_prompt: str = ""
@@ -433,15 +436,16 @@ class CallSession:
         await self._close_providers()
         await self._emit("call.ended", self._turn_counter, reason=reason)
 
-    async def farewell(self, text: str) -> None:
+    async def farewell(self, text: str, *, reason: str = "server_shutdown") -> None:
         """Speak ``text`` as a last agent turn (like the greeting: ``turn.started`` with role
         ``agent``, the audio, ``turn.ended``) and return once it is spoken; a reply in
-        progress is cut first (``interrupted``, reason ``server_shutdown``). Used when the
-        server ends the call (draining). Does nothing once the call has ended."""
+        progress is cut first (``interrupted`` with ``reason``). Used when the server ends
+        the call: draining (``server_shutdown``) or the call's duration limit
+        (``call_duration_exceeded``). Does nothing once the call has ended."""
         if self._closed:
             return
         if self._reply_task is not None and not self._reply_task.done():
-            await self._interrupt(reason="server_shutdown")
+            await self._interrupt(reason=reason)
         self._turn_counter += 1
         turn = TurnState(index=self._turn_counter, started_at=time.monotonic())
         await self._emit("turn.started", turn.index, role="agent")
@@ -858,8 +862,19 @@ class CallSession:
         words = listening.text() if listening is not None and not listening.announced else ""
         if not words:
             await self._resume_agent("false_interruption")
-        elif self._backchannels.matches(words):
+        elif self._is_backchannel(words):
             await self._resume_agent("backchannel", text=words)
+
+    def _is_backchannel(self, text: str) -> bool:
+        """``text``, said over the agent, only acknowledges it (the agent goes on). Not so
+        for a clear yes or no while the agent reads a tool call back: that answers the
+        question (:func:`~parley.agents.voice.confirm.confirmation_answer`), so it takes the
+        floor, and its turn answers the confirmation."""
+        if not self._backchannels.matches(text):
+            return False
+        pending, reply = self._confirmation, self._responding
+        asking = pending is not None and reply is not None and reply.index == pending.turn_index
+        return not (asking and confirmation_answer(text) is not None)
 
     async def _classify_caller_speech(self, turn: TurnState, *, settled: bool) -> None:
         """Caller speech during the agent's reply: take the floor, or let the agent go on.
@@ -867,7 +882,7 @@ class CallSession:
         ``settled``: the speech has ended and its final transcript is in.
         """
         text = turn.text()
-        if text and not self._backchannels.matches(text):
+        if text and not self._is_backchannel(text):
             await self._barge_in(turn)
             return
         if not settled or turn.speech_end_at is None:
@@ -1387,7 +1402,8 @@ class CallSession:
         )
         await self._queue_sentence(turn, question, queue, None)
         pending.timer = self._spawn(
-            self._confirmation_timeout(pending), name=f"confirm-timeout-{turn.index}"
+            self._confirmation_timeout(pending, asked_by=asyncio.current_task()),
+            name=f"confirm-timeout-{turn.index}",
         )
 
     async def _answer_confirmation(
@@ -1455,7 +1471,15 @@ class CallSession:
                 logger.exception("could not record the declined tool call %s", call.id)
             await self._emit_tool_result(turn, call, result)
 
-    async def _confirmation_timeout(self, pending: _Confirmation) -> None:
+    async def _confirmation_timeout(
+        self, pending: _Confirmation, *, asked_by: asyncio.Task[Any] | None
+    ) -> None:
+        """Decline ``pending`` when ``confirm_timeout_ms`` passes without an answer, counted
+        from the end of the question: once ``asked_by`` (the reply reading it back) is done,
+        which is when its last frame has played (or it was cut off). Caller speech in
+        progress at the time-out may be the answer: it is waited for."""
+        if asked_by is not None and asked_by is not asyncio.current_task():
+            await asyncio.wait({asked_by})
         timeout_s = delay_s = self.settings.confirm_timeout_ms / 1000
         while True:
             await asyncio.sleep(delay_s)

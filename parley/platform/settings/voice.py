@@ -31,6 +31,10 @@ PARLEY_STT_FINAL_TIMEOUT_MS = env.int("PARLEY_STT_FINAL_TIMEOUT_MS", default=3_0
 PARLEY_AUDIO_LEAD_MS = env.int("PARLEY_AUDIO_LEAD_MS", default=120)
 #: Tool-call result wait when Celery runs a real worker (s).
 PARLEY_TOOL_TIMEOUT_S = env.float("PARLEY_TOOL_TIMEOUT_S", default=20.0)
+#: How long the agent waits for the caller's answer to a tool confirmation question, from
+#: the end of the question, before the tool call is declined (s; docs/protocol.md, "Tool
+#: confirmation"). The same for every agent.
+PARLEY_CONFIRMATION_TIMEOUT_S = env.float("PARLEY_CONFIRMATION_TIMEOUT_S", default=30.0)
 #: Seconds between heartbeats of a server's live calls (Conversation.heartbeat_at); a call
 #: whose heartbeat is older than PARLEY_HEARTBEAT_STALE_S is ended ``aborted`` by the recovery
 #: task (docs/operations.md).
@@ -44,6 +48,12 @@ PARLEY_DRAIN_GRACE_S = env.float("PARLEY_DRAIN_GRACE_S", default=30.0)
 PARLEY_SHUTDOWN_GOODBYE = env.str(
     "PARLEY_SHUTDOWN_GOODBYE",
     default="Sorry, I have to end our call now. Please call back. Goodbye.",
+)
+#: What the agent says when a call reaches its agent's longest call (``max_call_duration_s``),
+#: before the call ends with ``call_duration_exceeded`` (docs/protocol.md, "Limits").
+PARLEY_TIME_LIMIT_GOODBYE = env.str(
+    "PARLEY_TIME_LIMIT_GOODBYE",
+    default="We've reached the time limit for this call. Thank you for calling, goodbye.",
 )
 
 # Cloud providers (docs/providers.md). URLs are settings so tests and on-premises proxies can

@@ -100,10 +100,14 @@ class FakeVAD:
 
 class FakeSTTStream(STTStream):
     """Answers each ``finalize()`` with the next text. A text may be a list of messages
-    (``Transcript``/``STTNotice``, or a float: a pause in seconds) to stream instead."""
+    (``Transcript``/``STTNotice``, or a float: a pause in seconds) to stream instead.
+    Each speech start gets the partial ``speech_partial`` (none when empty)."""
 
-    def __init__(self, texts: list[str | list[STTMessage | float]]) -> None:
+    def __init__(
+        self, texts: list[str | list[STTMessage | float]], *, speech_partial: str = "..."
+    ) -> None:
         self.texts = texts
+        self.speech_partial = speech_partial
         self.queue: asyncio.Queue[STTMessage | float | None] = asyncio.Queue()
         self.frames = 0
         self.closed = False
@@ -112,7 +116,8 @@ class FakeSTTStream(STTStream):
         self.frames += 1
 
     async def speech_started(self, *, audio_ms: float) -> None:
-        self.queue.put_nowait(Transcript(text="...", is_final=False))
+        if self.speech_partial:
+            self.queue.put_nowait(Transcript(text=self.speech_partial, is_final=False))
 
     async def finalize(self) -> None:
         text = self.texts.pop(0) if self.texts else ""
@@ -137,8 +142,10 @@ class FakeSTTStream(STTStream):
 class FakeSTT(STT):
     name = "fake-stt"
 
-    def __init__(self, texts: list[str | list[STTMessage | float]]) -> None:
-        self.stream = FakeSTTStream(texts)
+    def __init__(
+        self, texts: list[str | list[STTMessage | float]], *, speech_partial: str = "..."
+    ) -> None:
+        self.stream = FakeSTTStream(texts, speech_partial=speech_partial)
 
     async def open_stream(self) -> STTStream:
         return self.stream
@@ -288,14 +295,17 @@ async def run_session(
     tools: FakeTools | None = None,
     llm_token_delay_s: float = 0.0,
     turn_taking: TurnTakingSettings | None = None,
+    stt_speech_partial: str = "...",
 ) -> Harness:
     """Build and start a session on fakes (``audio_lead_ms=0`` keeps pacing exact).
 
     ``turn_taking`` defaults to :data:`IMMEDIATE_TURNS`: the fake VAD's speech end is the
     end of turn once the final transcript is in (fake audio is pushed faster than real time).
+    ``stt_speech_partial``: the partial each speech start gets (``""``: none, so speech over
+    the agent is judged by its final words alone: a backchannel, or a barge-in).
     """
     recorder = Recorder()
-    stt = FakeSTT(list(transcripts))
+    stt = FakeSTT(list(transcripts), speech_partial=stt_speech_partial)
     llm = FakeLLM(responses, token_delay_s=llm_token_delay_s)
     tts = tts or FakeTTS()
     tools = tools or FakeTools()

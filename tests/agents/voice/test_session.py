@@ -524,3 +524,25 @@ async def test_the_next_sentence_is_synthesized_during_the_current_one_so_no_gap
     metrics = h.recorder.first("turn.metrics").data
     assert "audio_underrun_ms" not in metrics, metrics
     assert h.recorder.first("turn.ended").data["spoken_text"] == reply
+
+
+async def test_a_farewell_cuts_the_reply_in_progress_and_is_spoken_as_a_last_turn() -> None:
+    long_reply = " ".join(f"Sentence number {i} goes on and on." for i in range(20))
+    h = await run_session(transcripts=["tell me everything"], responses=[text_response(long_reply)])
+    await h.say()
+    await h.wait_for("agent.speaking", turn=1)
+    await h.session.farewell("Time is up. Goodbye.", reason="call_duration_exceeded")
+    # farewell returns once the goodbye has been spoken.
+    types = [(e.type, e.turn) for e in h.recorder.events]
+    assert ("turn.ended", 2) in types and ("agent.done", 2) in types
+    await h.session.aclose()
+    interrupted = h.recorder.first("interrupted")
+    assert (interrupted.turn, interrupted.data["reason"]) == (1, "call_duration_exceeded")
+    assert types.index(("interrupted", 1)) < types.index(("turn.started", 2))
+    assert next(e for e in h.recorder.events if e.type == "turn.started" and e.turn == 2).data == {
+        "role": "agent"
+    }
+    assert h.tts.texts[-1] == "Time is up. Goodbye."
+    ended = next(e for e in h.recorder.events if e.type == "turn.ended" and e.turn == 2)
+    assert ended.data["status"] == "completed"
+    assert ended.data["spoken_text"] == "Time is up. Goodbye."

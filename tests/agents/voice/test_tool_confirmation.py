@@ -3,6 +3,7 @@ driven through the voice path with fake providers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -183,3 +184,133 @@ async def test_without_the_setting_the_tool_runs_at_once() -> None:
     await h.session.aclose()
     assert tools.calls == [CANCEL]
     assert "tool.confirmation" not in h.recorder.types()
+
+
+# ---------------------------------------------------------------- answers over the question
+# No partial at speech start: speech over the agent is judged by its final words alone
+# (a backchannel resumes the agent, anything else takes the floor).
+
+
+async def _over_the_question(h, *, settle_s: float = 0.2) -> None:  # noqa: ANN001
+    """The caller asks for the cancellation, then talks while the question is playing."""
+    await h.say()
+    await h.wait_for("agent.speaking", turn=1)  # the question is audible
+    await asyncio.sleep(settle_s)
+    await h.say(speech_frames=5, silence_frames=8)
+
+
+@pytest.mark.asyncio
+async def test_a_yes_over_the_question_is_the_answer() -> None:
+    tools = FakeTools(
+        {"cancel_appointment": ToolResult(ok=True, content='{"status": "cancelled"}')}
+    )
+    h = await run_session(
+        transcripts=["cancel my appointment", "yes"],
+        responses=_cancel_then("It is cancelled."),
+        settings=confirming(),
+        tools=tools,
+        stt_speech_partial="",
+    )
+    await _over_the_question(h)
+    await h.wait_for("turn.ended", turn=2)
+    await h.session.aclose()
+
+    # The question stopped where the caller said yes: no resume, no question played out.
+    assert "agent.resumed" not in h.recorder.types()
+    interrupted = h.recorder.first("interrupted")
+    assert (interrupted.turn, interrupted.data["reason"]) == (1, "barge_in")
+    asked = next(e for e in h.recorder.events if e.type == "turn.ended" and e.turn == 1).data
+    assert asked["status"] == "interrupted" and asked["spoken_text"] != QUESTION
+    assert QUESTION.startswith(asked["spoken_text"].rstrip("."))
+    # The yes answered it: the tool ran once and the LLM went on from its result.
+    assert tools.calls == [CANCEL] and tools.declined == []
+    turn2 = [e for e in h.recorder.events if e.turn == 2]
+    kinds = [e.type for e in turn2]
+    assert kinds.index("tool.confirmation") < kinds.index("tool.result") < kinds.index("agent.text")
+    confirmed = next(e for e in turn2 if e.type == "tool.confirmation").data
+    assert (confirmed["state"], confirmed["answer"]) == ("confirmed", "yes")
+    assert h.tts.texts[-1] == "It is cancelled."
+    # Neither the cut question nor the "yes" is in the LLM history: call, result, reply.
+    request = h.llm.requests[1]
+    assert [m["role"] for m in request[-3:]] == ["user", "assistant", "tool"]
+    assert request[-1]["content"] == '{"status": "cancelled"}'
+    assert h.session.history[-1] == {"role": "assistant", "content": "It is cancelled."}
+
+
+@pytest.mark.asyncio
+async def test_a_no_over_the_question_declines_at_once() -> None:
+    tools = FakeTools()
+    h = await run_session(
+        transcripts=["cancel my appointment", "no"],
+        responses=_cancel_then("I left it as it is."),
+        settings=confirming(),
+        tools=tools,
+        stt_speech_partial="",
+    )
+    await _over_the_question(h)
+    await h.wait_for("turn.ended", turn=2)
+    await h.session.aclose()
+
+    assert h.recorder.first("interrupted").turn == 1
+    assert "agent.resumed" not in h.recorder.types()
+    assert tools.calls == []
+    assert [(turn, call.id) for turn, call, _ in tools.declined] == [(1, "call_c")]
+    assert '"no"' in tools.declined[0][2]
+    declined = [e for e in h.recorder.events if e.type == "tool.confirmation"][-1]
+    assert (declined.turn, declined.data["state"]) == (2, "declined")
+    assert h.llm.requests[1][-1]["role"] == "tool"
+    assert h.tts.texts[-1] == "I left it as it is."
+
+
+@pytest.mark.asyncio
+async def test_a_yes_over_an_ordinary_reply_is_still_a_backchannel() -> None:
+    reply = " ".join(f"Sentence number {i} goes on." for i in range(4))
+    h = await run_session(
+        transcripts=["tell me everything", "yes"],
+        responses=[text_response(reply)],
+        settings=confirming(),
+        stt_speech_partial="",
+    )
+    await h.say()
+    await h.wait_for("agent.speaking", turn=1)
+    await asyncio.sleep(0.2)
+    await h.say(speech_frames=5, silence_frames=8)
+    await h.wait_for("turn.ended", turn=1)
+    await h.session.aclose()
+    resumed = h.recorder.first("agent.resumed").data
+    assert (resumed["reason"], resumed["text"]) == ("backchannel", "yes")
+    assert "interrupted" not in h.recorder.types()
+    ended = h.recorder.first("turn.ended")
+    assert (ended.turn, ended.data["status"], ended.data["spoken_text"]) == (
+        1,
+        "completed",
+        reply,
+    )
+    assert not [e for e in h.recorder.events if e.turn == 2]  # not a turn
+
+
+@pytest.mark.asyncio
+async def test_mm_hmm_over_the_question_resumes_it_and_the_time_out_counts_from_its_end() -> None:
+    # "mm-hmm" over the question is neither a yes nor a no: the question goes on. The time-out
+    # (shorter than the question) counts from its end: the call is declined only after it.
+    tools = FakeTools()
+    h = await run_session(
+        transcripts=["cancel my appointment", "mm-hmm"],
+        responses=_cancel_then("unused"),
+        settings=confirming(confirm_timeout_ms=300),
+        tools=tools,
+        stt_speech_partial="",
+    )
+    await _over_the_question(h)
+    await h.wait_for("turn.ended", turn=1)
+    declined = await h.wait_for("tool.result", turn=1)
+    await h.session.aclose()
+
+    resumed = h.recorder.first("agent.resumed").data
+    assert (resumed["reason"], resumed["text"]) == ("backchannel", "mm-hmm")
+    asked = h.recorder.first("turn.ended").data
+    assert (asked["status"], asked["spoken_text"]) == ("completed", QUESTION)
+    assert declined.data["ok"] is False and "no answer within 0.3 s" in tools.declined[0][2]
+    types = [(e.type, e.turn) for e in h.recorder.events]
+    assert types.index(("agent.done", 1)) < types.index(("tool.result", 1))
+    assert tools.calls == []

@@ -1,4 +1,4 @@
-"""Template filters of the dashboard: latencies, call durations, initials."""
+"""Template filters of the dashboard: latencies, call durations, initials, LLM failovers."""
 
 from __future__ import annotations
 
@@ -80,3 +80,22 @@ def clock(value_ms: float | None) -> str:
     tenths = round(float(value_ms) / 100)
     minutes, tenths = divmod(tenths, 600)
     return f"{minutes}:{tenths // 10:02d}.{tenths % 10}"
+
+
+#: How an LLM server failed, in words (the ``outcome`` of an ``llm.failover`` event:
+#: parley/agents/voice/llm/fleet.py).
+FAILOVER_OUTCOMES = {
+    "error": "failed",
+    "ttft_deadline": "sent no first token in time",
+    "broken_stream": "broke off mid-reply",
+    "stall": "stalled mid-reply",
+}
+
+
+@register.filter
+def failover_outcome(outcome: str | None) -> str:
+    """An ``llm.failover`` event's ``outcome`` in words (``"stall"`` → ``"stalled mid-reply"``);
+    an unknown one as it is."""
+    if not outcome:
+        return "failed"
+    return FAILOVER_OUTCOMES.get(outcome, outcome.replace("_", " "))
