@@ -51,7 +51,7 @@ CLOSE_AGENT_NOT_FOUND = 4404
 CLOSE_AGENT_UNAVAILABLE = 4403
 CLOSE_SERVER_ERROR = 4500
 CLOSE_SERVER_DRAINING = 1012  # "Service Restart" (RFC 6455 registry): the widget reconnects
-CLOSE_SERVICE_UNAVAILABLE = 4503  # Redis unreachable: the token cannot be checked; call again
+CLOSE_SERVICE_UNAVAILABLE = 4502  # Redis unreachable: the token cannot be checked; call again
 
 
 class CallConsumer(AsyncWebsocketConsumer):

@@ -327,7 +327,7 @@ async def _scenario(
     await asyncio.gather(b.turn(pcm, index=2), c.turn(pcm, index=1))
     await asyncio.gather(b.hang_up(), c.hang_up())
     assert refusals["api"] == (503, "service_unavailable"), refusals
-    assert refusals["ws"] == ("service_unavailable", True, 4503), refusals
+    assert refusals["ws"] == ("service_unavailable", True, 4502), refusals
     return {"a": a, "b": b, "c": c}
 
 
