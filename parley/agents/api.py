@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -30,7 +31,8 @@ def call_token_create(request: HttpRequest) -> HttpResponse:
     200 ``{"token", "ws_url", "expires_in_s", "agent": {"name"}}``; errors are JSON
     ``{"error": code, "message": text}``: 400 ``bad_request``, 403 ``invalid_key`` (unknown
     agent, or a key of another agent), ``agent_unpublished``, ``origin_not_allowed``; 429
-    ``rate_limited`` (with ``Retry-After``); 405 for other methods.
+    ``rate_limited`` (with ``Retry-After``); 503 ``service_unavailable`` (with ``Retry-After``)
+    when the rate-limit counters' store (Redis) is unreachable; 405 for other methods.
     """
     origin = request.headers.get("Origin", "")
     if request.method == "OPTIONS":  # CORS preflight; the real check is on the POST
@@ -45,7 +47,15 @@ def call_token_create(request: HttpRequest) -> HttpResponse:
             _error(400, "bad_request", 'send JSON {"agent": "<slug>", "key": "<publishable key>"}'),
             origin,
         )
-    limited = _rate_limited(request, key)
+    try:
+        limited = _rate_limited(request, key)
+    except redis.RedisError:  # the counters live in Redis: restarting, or unreachable
+        logger.warning("call token refused: the rate-limit store is unavailable", exc_info=True)
+        response = _error(
+            503, "service_unavailable", "calls cannot be placed right now; try again in a moment"
+        )
+        response["Retry-After"] = "1"
+        return _cors(response, origin)
     if limited is not None:
         return _cors(limited, origin)
     agent = Agent.objects.filter(slug=slug, publishable_key=key).first()

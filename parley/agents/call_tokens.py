@@ -19,6 +19,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
@@ -26,6 +27,9 @@ from django.core.cache import cache
 from parley.agents.models import Agent, origin_normalise
 
 _SALT = "parley.call-token"
+
+#: Error code of a token that could not be checked: the cache (Redis) is unreachable.
+TOKEN_STORE_UNAVAILABLE = "service_unavailable"
 
 #: Who a token was issued to (see the module docstring).
 PURPOSES = ("widget", "test", "server")
@@ -80,7 +84,8 @@ def call_token_verify(token: str, *, slug: str, origin: str | None) -> CallGrant
 
     ``origin``: the WebSocket's ``Origin`` header (``None`` when absent, as from a server-side
     client). Raises :class:`CallTokenError` when the token is forged, expired, already used,
-    for another agent, or presented from another origin than it was issued to.
+    for another agent, or presented from another origin than it was issued to; with code
+    ``service_unavailable`` when the cache that spends it (Redis) is unreachable.
     """
     try:
         payload = signing.loads(token, salt=_SALT, max_age=settings.PARLEY_CALL_TOKEN_TTL_S)
@@ -107,6 +112,16 @@ def call_token_verify(token: str, *, slug: str, origin: str | None) -> CallGrant
                 f"the call token was issued to {grant.origin}, not to this page's origin"
             )
     # One connection per token: add() is atomic in Redis (and per process in memory).
-    if not cache.add(f"parley:call-token:{grant.nonce}", 1, settings.PARLEY_CALL_TOKEN_TTL_S + 5):
+    try:
+        fresh = cache.add(
+            f"parley:call-token:{grant.nonce}", 1, settings.PARLEY_CALL_TOKEN_TTL_S + 5
+        )
+    except redis.RedisError as exc:  # Redis restarting: the token cannot be spent, nor checked
+        raise CallTokenError(
+            "calls cannot be placed right now (the token store is unavailable); "
+            "try again in a moment",
+            code=TOKEN_STORE_UNAVAILABLE,
+        ) from exc
+    if not fresh:
         raise CallTokenError("the call token was already used; ask for a new one")
     return grant

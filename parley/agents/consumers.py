@@ -20,7 +20,11 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from parley.agents.call_tokens import CallTokenError, call_token_verify
+from parley.agents.call_tokens import (
+    TOKEN_STORE_UNAVAILABLE,
+    CallTokenError,
+    call_token_verify,
+)
 from parley.agents.limits import (
     CALL_DURATION_EXCEEDED,
     CALL_LIMIT_REACHED,
@@ -47,6 +51,7 @@ CLOSE_AGENT_NOT_FOUND = 4404
 CLOSE_AGENT_UNAVAILABLE = 4403
 CLOSE_SERVER_ERROR = 4500
 CLOSE_SERVER_DRAINING = 4012  # after 1012 "Service Restart" (autobahn sends no 1xxx for us)
+CLOSE_SERVICE_UNAVAILABLE = 4502  # Redis unreachable: the token cannot be checked; call again
 
 
 class CallConsumer(AsyncWebsocketConsumer):
@@ -114,6 +119,7 @@ class CallConsumer(AsyncWebsocketConsumer):
                 "agent_not_found": CLOSE_AGENT_NOT_FOUND,
                 "token_required": CLOSE_UNAUTHORIZED,
                 "bad_call_token": CLOSE_UNAUTHORIZED,
+                TOKEN_STORE_UNAVAILABLE: CLOSE_SERVICE_UNAVAILABLE,
                 CALL_LIMIT_REACHED.code: CALL_LIMIT_REACHED.close_code,
             }.get(code, CLOSE_AGENT_UNAVAILABLE)
             await self.close(code=close)

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from parley.agents.limits import CALL_LIMIT_REACHED
 from parley.agents.models import Agent
@@ -47,12 +49,21 @@ from parley.conversations.services import (
 )
 from parley.platform.errors import ApplicationError
 from parley.tools.environments import environment_from_call_token
+from parley.tools.models import ToolCall
 from parley.tools.services import tool_call_abandon, tool_call_decline, tool_call_start
 from parley.tools.tasks import tool_call_run
 
 logger = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: What ``delay()`` raises when Redis is unreachable: the publish gave up (kombu), the result
+#: backend could not subscribe (Celery's "Retry limit exceeded" RuntimeError), or redis-py.
+TASK_QUEUE_ERRORS: tuple[type[Exception], ...] = (
+    KombuOperationalError,
+    RuntimeError,
+    redis.RedisError,
+)
 
 
 @dataclass(frozen=True)
@@ -326,16 +337,52 @@ class CeleryToolRunner:
         )
 
     def _execute(self, tool_call_id: int) -> dict[str, Any]:
-        async_result = tool_call_run.delay(tool_call_id, self.scenario, self.allowed)
+        """Queue the tool's task and wait for its ``{"ok", "content"}``, at most ``timeout_s``.
+
+        Never leaves the ToolCall ``running`` behind when it gives up: with the broker down
+        (Redis restarting: the publish retries about 2.5 s, settings/celery.py) the call is
+        failed at once; with the result lost (the result backend went away while we waited)
+        the ToolCall row, where the worker commits the outcome with the tool's writes, says
+        what happened."""
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            async_result = tool_call_run.delay(tool_call_id, self.scenario, self.allowed)
+        except Exception as exc:
+            logger.warning("tool call %s could not be queued: %r", tool_call_id, exc)
+            unavailable = isinstance(exc, TASK_QUEUE_ERRORS)
+            reason = "(the task queue is unavailable)" if unavailable else f"({exc})"
+            return self._give_up(tool_call_id, f"the tool could not be run {reason}".strip())
         try:
             return async_result.get(timeout=self.timeout_s, disable_sync_subtasks=False)
         except CeleryTimeoutError:
-            # Nobody will wait for it any more: fail it, unless a worker is running it right
-            # now, so a late delivery (a lost worker's task) cannot act after the LLM was told.
-            reason = f"the tool did not answer within {self.timeout_s:g} s"
-            if tool_call_abandon(tool_call_id=tool_call_id, reason=reason) is None:
-                reason += " (it may still complete)"
-            return {"ok": False, "content": f"Error: {reason}"}
+            pass
+        except Exception as exc:
+            logger.warning("the result of tool call %s was lost: %r", tool_call_id, exc)
+            while time.monotonic() < deadline:
+                stored = self._stored_outcome(tool_call_id)
+                if stored is not None:
+                    return stored
+                time.sleep(0.2)
+        return self._give_up(tool_call_id, f"the tool did not answer within {self.timeout_s:g} s")
+
+    def _give_up(self, tool_call_id: int, reason: str) -> dict[str, Any]:
+        """Fail the tool call nobody will wait for any more, unless a worker is running it
+        right now, so a late delivery (a lost worker's task) cannot act after the LLM was
+        told; a call that has finished meanwhile returns its stored outcome."""
+        if tool_call_abandon(tool_call_id=tool_call_id, reason=reason) is None:
+            stored = self._stored_outcome(tool_call_id)
+            if stored is not None:
+                return stored
+            reason += " (it may still complete)"
+        return {"ok": False, "content": f"Error: {reason}"}
+
+    @staticmethod
+    def _stored_outcome(tool_call_id: int) -> dict[str, Any] | None:
+        """The finished call's ``{"ok", "content"}`` from its row; ``None`` while running."""
+        row = ToolCall.objects.filter(id=tool_call_id).values_list("status", "result").first()
+        if row is None or row[0] == ToolCall.Status.RUNNING:
+            return None
+        return {"ok": row[0] == ToolCall.Status.OK, "content": row[1]}
 
 
 def call_session_build(

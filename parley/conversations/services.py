@@ -8,6 +8,7 @@ up to date as the call happens, so a crash mid-call keeps every earlier turn.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,13 +16,15 @@ from statistics import median
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from parley.agents.models import Agent, PromptVersion
 from parley.agents.voice.metrics import TURN_LATENCY_COMPONENTS
 from parley.conversations.models import AccessLog, CallEvent, Conversation, Recording, Turn
 from parley.tools.models import Environment
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -143,8 +146,6 @@ def _turn_apply(
 @transaction.atomic
 def conversation_end(*, conversation_id: uuid.UUID, status: str, reason: str) -> Conversation:
     """Mark the call ended and queue its reports once the transaction commits."""
-    from parley.conversations.tasks import conversation_reports_write
-
     conversation = Conversation.objects.select_for_update().get(id=conversation_id)
     conversation.status = status
     conversation.end_reason = reason[:200]
@@ -153,8 +154,27 @@ def conversation_end(*, conversation_id: uuid.UUID, status: str, reason: str) ->
     # Turns still open when the call ended (a dropped connection) are closed as they stand.
     conversation.turns.filter(ended_at__isnull=True).update(ended_at=conversation.ended_at)
     conversation_summary_update(conversation=conversation)
-    transaction.on_commit(lambda: conversation_reports_write.delay(str(conversation_id)))
+    transaction.on_commit(lambda: conversation_reports_queue(conversation_id=conversation_id))
     return conversation
+
+
+def conversation_reports_queue(*, conversation_id: uuid.UUID) -> bool:
+    """Queue the ended call's report files (``conversation_reports_write``); ``False`` when the
+    broker is unreachable (Redis restarting: the publish gives up after about 2.5 s).
+
+    Never raises: a call must end, and its caller hear ``call.ended``, whatever the broker
+    does. Nothing is lost with a report that was not queued: the transcript and the latency
+    report are built from the database when asked for (parley/conversations/reports.py), and
+    the recovery task queues the missing files again (:func:`conversations_reports_requeue`).
+    """
+    from parley.conversations.tasks import conversation_reports_write
+
+    try:
+        conversation_reports_write.delay(str(conversation_id))
+    except Exception:
+        logger.warning("could not queue the reports of %s", conversation_id, exc_info=True)
+        return False
+    return True
 
 
 def conversations_heartbeat(*, conversation_ids: Iterable[uuid.UUID]) -> int:
@@ -178,8 +198,6 @@ def conversations_recover(
     written (:func:`conversation_summary_update`) and its reports queued, as at a normal end.
     A call locked by a concurrent writer is left for the next run.
     """
-    from parley.conversations.tasks import conversation_reports_write
-
     cutoff = (now or timezone.now()) - dt.timedelta(seconds=stale_after_s)
     candidates = Conversation.objects.filter(
         status=Conversation.Status.ACTIVE, heartbeat_at__lt=cutoff
@@ -211,10 +229,32 @@ def conversations_recover(
             )
             conversation_summary_update(conversation=conversation)
             transaction.on_commit(
-                lambda cid=conversation_id: conversation_reports_write.delay(str(cid))
+                lambda cid=conversation_id: conversation_reports_queue(conversation_id=cid)
             )
         ended.append(conversation_id)
     return ended
+
+
+def conversations_reports_requeue(
+    *, older_than_s: float = 120.0, within_s: float = 86_400.0, limit: int = 100
+) -> list[uuid.UUID]:
+    """Queue again the report files of calls that ended between ``within_s`` and
+    ``older_than_s`` seconds ago and still have none (their queueing failed: the broker was
+    down at hang-up; or the task was lost with a Redis restart). At most ``limit`` calls, the
+    oldest first; returns their ids. Run by the recovery task (Celery beat)."""
+    now = timezone.now()
+    missing = (
+        Conversation.objects.exclude(status=Conversation.Status.ACTIVE)
+        .exclude(ended_at=F("started_at"))  # refused at connect: no reports (conversation_refuse)
+        .filter(
+            latency_report_path="",
+            ended_at__lt=now - dt.timedelta(seconds=older_than_s),
+            ended_at__gte=now - dt.timedelta(seconds=within_s),
+        )
+        .order_by("ended_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    return [cid for cid in missing if conversation_reports_queue(conversation_id=cid)]
 
 
 def conversation_summary_update(*, conversation: Conversation) -> Conversation:

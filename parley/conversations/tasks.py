@@ -27,6 +27,8 @@ from parley.conversations.reports import (
     max_retries=3,
     soft_time_limit=60,
     time_limit=120,
+    # Nobody waits for it: queueing it then needs the broker only, not the result backend.
+    ignore_result=True,
 )
 def conversation_reports_write(self, conversation_id: str) -> dict[str, str]:
     """Write ``transcript.jsonl`` and ``latency.json`` for an ended call; return their paths."""
@@ -52,12 +54,15 @@ def conversation_reports_write(self, conversation_id: str) -> dict[str, str]:
 @shared_task(soft_time_limit=60, time_limit=90, ignore_result=True)
 def conversations_recover_run() -> int:
     """End as ``aborted`` the live calls whose server died (stale heartbeat; scheduled every
-    PARLEY_RECOVERY_INTERVAL_S by Celery beat); returns how many."""
+    PARLEY_RECOVERY_INTERVAL_S by Celery beat), and queue again the reports of ended calls
+    that have none (not queued while Redis was down); returns how many calls it ended."""
     from django.conf import settings
 
-    from parley.conversations.services import conversations_recover
+    from parley.conversations.services import conversations_recover, conversations_reports_requeue
 
-    return len(conversations_recover(stale_after_s=settings.PARLEY_HEARTBEAT_STALE_S))
+    recovered = conversations_recover(stale_after_s=settings.PARLEY_HEARTBEAT_STALE_S)
+    conversations_reports_requeue()
+    return len(recovered)
 
 
 @shared_task(soft_time_limit=300, time_limit=360)

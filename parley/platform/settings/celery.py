@@ -27,6 +27,22 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_S // 2)),
     "unacked_restore_throttle": 1,
 }
+# Redis restarts (docs/operations.md#redis-restarts). A restart takes a second or two: a task
+# published meanwhile retries for about 2.5 s (0, 0.5, 1, 1 s apart; Celery's default gives up
+# after 0.6 s) before the error reaches the caller.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 4,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+# The result backend reconnects 3 times, 1 s apart (Celery's default: 20 times, so a
+# ``delay()`` with Redis down hung 19 s before it failed, and a call waiting for a tool result
+# with it). A worker that cannot store a result is not a loss: a tool's outcome is its
+# ToolCall row (parley/tools/services.py), which the voice loop reads when the result is lost.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 1, "interval_max": 1}
+}
 CELERY_TASK_SOFT_TIME_LIMIT = 30
 CELERY_TASK_TIME_LIMIT = 60
 CELERY_TASK_SERIALIZER = "json"
