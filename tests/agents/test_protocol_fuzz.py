@@ -236,7 +236,15 @@ pauses = st.one_of(
     st.integers(min_value=20, max_value=400).map(lambda ms: Frame(wait_ms=ms)),
     st.integers(min_value=200, max_value=1_500).map(lambda ms: Frame(speech_ms=ms - ms % 20)),
 )
-frames = st.one_of(binary_frames, control_messages.map(_control), non_json, pauses)
+#: Frames that open caller turns, so most calls have turns to report on, hang up in, or barge
+#: in on (without this branch 86 % of 2000 calls had none).
+turn_openers = st.one_of(
+    st.sampled_from(["Who is Dr. Sarah Johnson?", "Hello", "Cancel my appointment"]).map(
+        lambda text: _control({"type": "text", "text": text})
+    ),
+    st.integers(min_value=400, max_value=1_500).map(lambda ms: Frame(speech_ms=ms - ms % 20)),
+)
+frames = st.one_of(binary_frames, control_messages.map(_control), non_json, pauses, turn_openers)
 
 
 # -------------------------------------------------------------------------- the property
