@@ -240,8 +240,8 @@ class CallConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            message = json.loads(text_data or "")
-        except ValueError:
+            message = _json_strict(text_data or "")
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
             await self.session.emit_error(code="bad_json", message="control messages must be JSON")
             return
         kind = message.get("type") if isinstance(message, dict) else None
@@ -367,6 +367,17 @@ class CallConsumer(AsyncWebsocketConsumer):
         if self._open:
             with contextlib.suppress(Exception):  # the caller may already be gone
                 await self.send(text_data=json.dumps(payload))
+
+
+def _json_strict(text: str) -> Any:
+    """Parse ``text`` as JSON (RFC 8259): unlike ``json.loads``, refuse ``NaN`` and
+    ``Infinity``, which no JSON encoder sends and which would poison the events echoing them.
+    Raises ``ValueError`` (``RecursionError`` when nested too deep)."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:

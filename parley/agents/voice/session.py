@@ -509,14 +509,18 @@ class CallSession:
         """A caller turn given as text (typed, or an evaluation's line): it skips VAD and STT
         and goes straight into the agent loop, barging in on a reply in progress like speech.
 
-        Returns the turn index. Raises ``ValueError`` for empty text or text longer than
-        :data:`MAX_TEXT_TURN_CHARS`, and ``RuntimeError`` once the call has ended.
+        Returns the turn index. Raises ``ValueError`` for empty text, text longer than
+        :data:`MAX_TEXT_TURN_CHARS`, or text PostgreSQL cannot store (NUL characters, lone
+        surrogates: the turn's events would be lost), and ``RuntimeError`` once the call has
+        ended.
         """
         text = " ".join(text.split())
         if not text:
             raise ValueError("a text turn needs some text")
         if len(text) > MAX_TEXT_TURN_CHARS:
             raise ValueError(f"a text turn is limited to {MAX_TEXT_TURN_CHARS} characters")
+        if "\x00" in text or not _utf8_encodable(text):
+            raise ValueError("a text turn must be valid Unicode without NUL characters")
         if self._closed:
             raise RuntimeError("the call has ended")
         if self._reply_task is not None and not self._reply_task.done():
@@ -1864,6 +1868,15 @@ class CallSession:
 def _cancel_unless_current(task: asyncio.Task[Any] | None) -> None:
     if task is not None and task is not asyncio.current_task():
         task.cancel()
+
+
+def _utf8_encodable(text: str) -> bool:
+    """``False`` when ``text`` holds a lone surrogate (``"\\ud800"`` from a JSON escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _round(value: float | None) -> float | None:

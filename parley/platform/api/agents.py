@@ -24,6 +24,7 @@ from parley.agents.models import Agent, PromptVersion, Scenario
 from parley.agents.selectors import prompt_active
 from parley.agents.services import agent_publish, agent_save, prompt_change, prompt_rollback
 from parley.platform.api.errors import BAD_REQUEST, NOT_FOUND
+from parley.platform.api.fields import SlugKeyField
 from parley.platform.api.pagination import Pagination, paginated_response
 from parley.platform.api.permissions import ConfigureRole, ReadRole
 from parley.platform.api.selectors import agent_get, agent_list, prompt_version_list
@@ -156,10 +157,10 @@ class AgentDetailApi(APIView):
 class AgentInputSerializer(serializers.ModelSerializer):
     """What an admin sets on an agent: the dashboard form's fields, typed for JSON."""
 
-    scenario = serializers.SlugRelatedField(
+    scenario = SlugKeyField(
         slug_field="slug", queryset=Scenario.objects.all(), help_text="Scenario slug."
     )
-    model_pool = serializers.SlugRelatedField(
+    model_pool = SlugKeyField(
         slug_field="slug", queryset=ModelPool.objects.all(), help_text="Model pool slug."
     )
     allowed_origins = serializers.ListField(

@@ -49,3 +49,13 @@ class InstantField(serializers.Field):
 
     def to_representation(self, value: dt.datetime) -> str:
         return value.isoformat()
+
+
+class SlugKeyField(serializers.SlugRelatedField):
+    """A ``SlugRelatedField`` for input: a value with a NUL character is ``invalid`` (400)
+    before any lookup, since PostgreSQL refuses NUL in text and the query would be a 500."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)

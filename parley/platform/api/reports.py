@@ -34,7 +34,7 @@ from parley.conversations.report_services import (
 )
 from parley.platform.api.downloads import FileApiMixin
 from parley.platform.api.errors import BAD_REQUEST, NOT_FOUND, ApiErrorSerializer
-from parley.platform.api.fields import InstantField
+from parley.platform.api.fields import InstantField, SlugKeyField
 from parley.platform.api.pagination import Pagination, paginated_response
 from parley.platform.api.permissions import AnalyzeRole, ReadRole, request_role
 from parley.platform.api.selectors import report_get, report_list
@@ -45,7 +45,7 @@ TAG_EXPORTS = ["exports"]
 
 
 def _agent_field(**kwargs: Any) -> serializers.SlugRelatedField:
-    return serializers.SlugRelatedField(
+    return SlugKeyField(
         slug_field="slug", queryset=Agent.objects.all(), help_text="Agent slug.", **kwargs
     )
 

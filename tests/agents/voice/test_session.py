@@ -409,7 +409,7 @@ async def test_a_text_turn_barges_in_on_the_reply_in_progress() -> None:
     assert h.recorder.first("turn.ended").data["status"] == "interrupted"
 
 
-@pytest.mark.parametrize("text", ["", "   ", "x" * 2_001])
+@pytest.mark.parametrize("text", ["", "   ", "x" * 2_001, "nul \x00", "lone \ud800"])
 async def test_bad_text_turns_raise_value_error(text: str) -> None:
     h = await run_session(transcripts=[], responses=[])
     with pytest.raises(ValueError):
