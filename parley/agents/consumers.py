@@ -381,9 +381,12 @@ def _json_strict(text: str) -> Any:
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
+    """A request header as text (at most 300 characters), control characters removed: they
+    have no place in a header, and PostgreSQL refuses NUL in the call record's JSON."""
     for key, value in scope.get("headers", []):
         if key == name:
-            return value.decode("latin-1")[:300]
+            text = value.decode("latin-1")
+            return "".join(ch for ch in text if ch.isprintable())[:300]
     return ""
 
 

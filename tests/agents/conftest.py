@@ -98,9 +98,16 @@ class WSCall:
         return [e for e in self.events if e["type"] == kind]
 
 
-async def ws_call(slug: str, *, query: str = "", token: str | None = "widget") -> WSCall:
+async def ws_call(
+    slug: str,
+    *,
+    query: str = "",
+    token: str | None = "widget",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> WSCall:
     """Connect to the agent's call socket. ``token``: the purpose of a call token minted for
-    the connection (``widget``, ``test``, ``server``), or ``None`` for none at all."""
+    the connection (``widget``, ``test``, ``server``), or ``None`` for none at all; ``headers``:
+    the HTTP upgrade request's headers."""
     from urllib.parse import urlencode
 
     from parley.agents.call_tokens import call_token_issue
@@ -111,7 +118,7 @@ async def ws_call(slug: str, *, query: str = "", token: str | None = "widget") -
         minted = call_token_issue(agent=Agent(slug=slug), purpose=token)
         query = "&".join(filter(None, [query, urlencode({"token": minted})]))
     path = f"/ws/agents/{slug}/call" + (f"?{query}" if query else "")
-    communicator = WebsocketCommunicator(application, path)
+    communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, _ = await communicator.connect(timeout=30)
     assert connected
     call = WSCall(communicator)

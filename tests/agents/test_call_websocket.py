@@ -136,6 +136,19 @@ async def test_malformed_frames_and_messages_get_errors_not_a_dropped_call(
     await comm.disconnect()
 
 
+async def test_a_user_agent_with_control_characters_is_stored_without_them(
+    hospital_agent, reports_dir
+) -> None:  # noqa: ANN001
+    """PostgreSQL refuses NUL in the Conversation's client JSON: it must not refuse the call."""
+    call = await ws_call("hospital-receptionist", headers=[(b"user-agent", b"Bot\x00/1.0\x07")])
+    assert call.of("session.started"), call.events
+    await call.communicator.send_to(text_data=json.dumps({"type": "hangup"}))
+    await call.wait_for(lambda ev: any(e["type"] == "call.ended" for e in ev))
+    await call.communicator.disconnect()
+    conversation = await database_sync_to_async(Conversation.objects.get)()
+    assert conversation.client["user_agent"] == "Bot/1.0"
+
+
 async def test_unknown_agent_is_refused_with_a_clear_error(db) -> None:  # noqa: ANN001
     call = await ws_call("no-such-agent")
     error = call.of("error")[0]
