@@ -858,6 +858,8 @@ def _agent_ensure(*, llm_base_url: str, record: bool) -> Any:
     agent.greeting = ""
     agent.model_pool = pool
     agent.recording_retention_days = 30 if record else 0
+    agent.max_concurrent_calls = 0  # no cap: the benchmarks place many calls at once
+    agent.max_call_duration_s = 0  # a soak's calls may last its whole run
     agent.save()
     return agent
 

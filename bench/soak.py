@@ -164,8 +164,11 @@ class SoakGenerator(cc.LoadGenerator):
             await asyncio.sleep(1 / self.connect_rate)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_connected.wait(), timeout=60)
+        failures = sorted({str(c.failed) for c in self.calls if c.failed})
         failed = sum(1 for c in self.calls if c.failed)
-        self._say({"event": "connected", "n": self.connected, "failed": failed})
+        self._say(
+            {"event": "connected", "n": self.connected, "failed": failed, "reasons": failures[:5]}
+        )
         while await commands.get() != "go":
             pass
         self.window["start"] = now = time.monotonic()
@@ -416,6 +419,13 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             env=env,
         )
         connected = gen.wait_for("connected", timeout_s=120)
+        if connected["failed"]:
+            # A soak with fewer calls than asked for measures something else: stop here.
+            gen.process.kill()
+            raise SystemExit(
+                f"{connected['failed']} of {args.calls} calls could not connect: "
+                + "; ".join(connected.get("reasons", []))
+            )
         print(
             f"{connected['n']} calls connected on {args.servers} server(s), "
             f"{connected['failed']} failed; running {args.minutes:g} min",
