@@ -146,8 +146,8 @@ def test_two_daphne_processes_and_a_worker_share_postgresql_and_redis(
     for name, port in ports.items():
         processes.start(
             name,
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-            + ["parley.platform.asgi:application"],
+            # The production entry point: Daphne with the SIGTERM drain (docs/operations.md).
+            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env,
         )
     llm = SimulatorProcess("scale-llm", ttft_ms=20, itl_ms=2)
