@@ -232,7 +232,8 @@ class CallConsumer(AsyncWebsocketConsumer):
         if bytes_data is not None:
             await self._receive_audio(bytes_data)
             return
-        size = len((text_data or "").encode())
+        # surrogatepass: a lone surrogate is bad JSON below, not a crash here.
+        size = len((text_data or "").encode("utf-8", "surrogatepass"))
         if size > settings.PARLEY_MAX_CONTROL_BYTES:
             await self._end_for_limit(
                 MESSAGE_TOO_LARGE,
