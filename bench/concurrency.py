@@ -586,16 +586,9 @@ class LoadGenerator:
     async def run(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         self.clock0 = time.monotonic()
-        commands: asyncio.Queue[str] = asyncio.Queue()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-        async def read_commands() -> None:
-            while line := await reader.readline():
-                await commands.put(line.decode().strip())
-
+        commands, read_commands = await stdin_commands()
         tasks = [
-            loop.create_task(read_commands(), name="commands"),
+            read_commands,
             loop.create_task(self._clock(), name="clock"),
             loop.create_task(self._progress(), name="progress"),
         ]
@@ -887,6 +880,21 @@ def _clips_select(agent: Any) -> list[str]:
     if not chosen:
         raise SystemExit("no usable speech clip in tests/fixtures/audio/speech")
     return chosen
+
+
+async def stdin_commands() -> tuple[asyncio.Queue[str], asyncio.Task[None]]:
+    """The orchestrator's commands to a load generator: one per stdin line, in a queue filled
+    by the returned task (keep it; cancel it at the end)."""
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[str] = asyncio.Queue()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    async def read_commands() -> None:
+        while line := await reader.readline():
+            await commands.put(line.decode().strip())
+
+    return commands, loop.create_task(read_commands(), name="commands")
 
 
 class Child:

@@ -146,16 +146,9 @@ class SoakGenerator(cc.LoadGenerator):
     async def run(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         self.clock0 = time.monotonic()
-        commands: asyncio.Queue[str] = asyncio.Queue()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-        async def read_commands() -> None:
-            while line := await reader.readline():
-                await commands.put(line.decode().strip())
-
+        commands, read_commands = await cc.stdin_commands()
         tasks = [
-            loop.create_task(read_commands(), name="commands"),
+            read_commands,
             loop.create_task(self._clock(), name="clock"),
             loop.create_task(self._progress(), name="progress"),
         ]
