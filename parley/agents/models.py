@@ -242,8 +242,8 @@ class Agent(models.Model):
     max_call_duration_s = models.PositiveIntegerField(
         default=1800,
         validators=[MaxValueValidator(86_400)],
-        help_text="A call still going after this long is ended (call_duration_exceeded) (s). "
-        "0: no limit.",
+        help_text="A call still going after this long ends with a goodbye "
+        "(call_duration_exceeded). 0: no limit.",
     )
 
     # Analysts (docs/conversations.md)

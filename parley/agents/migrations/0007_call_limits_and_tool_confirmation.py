@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='agent',
             name='max_call_duration_s',
-            field=models.PositiveIntegerField(default=1800, help_text='A call still going after this long is ended (call_duration_exceeded) (s). 0: no limit.', validators=[django.core.validators.MaxValueValidator(86400)]),
+            field=models.PositiveIntegerField(default=1800, help_text='A call still going after this long ends with a goodbye (call_duration_exceeded). 0: no limit.', validators=[django.core.validators.MaxValueValidator(86400)]),
         ),
         migrations.AddField(
             model_name='agent',

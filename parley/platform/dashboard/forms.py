@@ -122,8 +122,8 @@ UNITS = {
     "pause_ms": "ms",
     "false_interruption_ms": "ms",
     "filler_after_ms": "ms",
-    "max_concurrent_calls": "calls (0: no cap)",
-    "max_call_duration_s": "s (0: no limit)",
+    "max_concurrent_calls": "calls",
+    "max_call_duration_s": "s",
 }
 
 #: Help text for fields whose model field has none.
