@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from parley.platform.fleet.fields import SERVER_HEALTH_FIELDS
 from parley.platform.fleet.models import LLMServer, ModelPool
 from parley.platform.fleet.services import fleet_health_check
 
@@ -118,11 +119,4 @@ class LLMServerAdmin(LiveStateMixin, admin.ModelAdmin):
         "last_checked_at",
     )
     list_filter = ("pool", "health", "enabled")
-    readonly_fields = (
-        "health",
-        "consecutive_failures",
-        "cooldown_until",
-        "last_checked_at",
-        "last_error",
-        "live",
-    )
+    readonly_fields = SERVER_HEALTH_FIELDS

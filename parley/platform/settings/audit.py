@@ -7,6 +7,8 @@ with the fields' values before and after. Reads of conversations have their own 
 
 from __future__ import annotations
 
+from parley.platform.fleet.fields import SERVER_HEALTH_FIELDS
+
 #: Models whose creation, change and deletion are recorded. Fields that change on their own
 #: (the fleet's health state, timestamps) are left out, so a row means a person changed
 #: something; ``User.password`` is never recorded (a hash, and not a setting).
@@ -16,17 +18,7 @@ AUDITLOG_INCLUDE_TRACKING_MODELS = (
     "agents.Scenario",
     "tools.ToolSchema",
     "fleet.ModelPool",
-    {
-        "model": "fleet.LLMServer",
-        "exclude_fields": [
-            "health",
-            "consecutive_failures",
-            "cooldown_until",
-            "last_checked_at",
-            "last_error",
-            "live",
-        ],
-    },
+    {"model": "fleet.LLMServer", "exclude_fields": list(SERVER_HEALTH_FIELDS)},
     {
         "model": "auth.User",
         "m2m_fields": {"groups"},
